@@ -1,0 +1,30 @@
+# Dos comandos bastan en una máquina nueva: `make report` y `make test`.
+# Ambos crean .venv e instalan el proyecto la primera vez.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: all test server client report clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+server: $(STAMP)
+	$(BIN)/python -m chatlib.server --host $(HOST) --port $(PORT)
+
+client: $(STAMP)
+	$(BIN)/python -m chatlib.client --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf $(VENV) build report/build .pytest_cache

@@ -1,0 +1,108 @@
+"""Pruebas del banco: reglas de negocio, invariante contable y concurrencia real."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatlib.bank import (
+    AccountExists,
+    Bank,
+    InsufficientFunds,
+    InvalidAmount,
+    SelfTransfer,
+    UnknownAccount,
+)
+
+
+def test_open_balance_transfer_close() -> None:
+    bank = Bank()
+    bank.open("alice", 100)
+    bank.open("bob", 5)
+    assert bank.transfer("alice", "bob", 30) == 70
+    assert bank.balance("alice") == 70
+    assert bank.balance("bob") == 35
+    assert bank.close("bob") == 35
+    assert bank.accounts() == {"alice": 70}
+    bank.check_invariant()
+    assert [e.op for e in bank.journal()] == ["open", "open", "transfer", "close"]
+
+
+def test_business_errors_change_nothing() -> None:
+    bank = Bank()
+    bank.open("alice", 10)
+    bank.open("bob", 0)
+    with pytest.raises(InsufficientFunds):
+        bank.transfer("alice", "bob", 11)
+    with pytest.raises(UnknownAccount):
+        bank.transfer("alice", "carol", 1)
+    with pytest.raises(UnknownAccount):
+        bank.transfer("carol", "alice", 1)
+    with pytest.raises(SelfTransfer):
+        bank.transfer("alice", "alice", 1)
+    for bad in (0, -1, 1.5, True, "3"):
+        with pytest.raises(InvalidAmount):
+            bank.transfer("alice", "bob", bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmount):
+        bank.open("dave", -1)
+    with pytest.raises(AccountExists):
+        bank.open("alice", 1)
+    with pytest.raises(UnknownAccount):
+        bank.close("carol")
+    assert bank.accounts() == {"alice": 10, "bob": 0}
+    assert len(bank.journal()) == 2
+    bank.check_invariant()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    initial=st.lists(st.integers(min_value=0, max_value=10**6), min_size=2, max_size=6),
+    ops=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(-5, 2 * 10**6)), max_size=60
+    ),
+)
+def test_property_money_is_conserved(initial: list[int], ops: list[tuple[int, int, int]]) -> None:
+    bank = Bank()
+    names = [f"u{i}" for i in range(len(initial))]
+    for name, amount in zip(names, initial):
+        bank.open(name, amount)
+    for src, dst, amount in ops:
+        try:
+            bank.transfer(names[src % len(names)], names[dst % len(names)], amount)
+        except (InsufficientFunds, InvalidAmount, SelfTransfer):
+            pass
+        assert min(bank.accounts().values()) >= 0
+    assert bank.total() == sum(initial)
+    bank.check_invariant()
+
+
+def test_many_threads_conserve_money_exactly() -> None:
+    bank = Bank()
+    names = [f"acct{i}" for i in range(10)]
+    for name in names:
+        bank.open(name, 1_000)
+    start = threading.Barrier(16)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        start.wait()
+        for _ in range(2_000):
+            src, dst = rng.sample(names, 2)
+            try:
+                bank.transfer(src, dst, rng.randint(1, 400))
+            except InsufficientFunds:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive()
+    assert bank.total() == 10_000
+    assert min(bank.accounts().values()) >= 0
+    bank.check_invariant()
