@@ -1,0 +1,285 @@
+"""El protocolo del chat como funciones puras: sin sockets ni hilos.
+
+Aquí vive todo lo que se puede probar sin red: los textos exactos que exige el
+enunciado, el encuadre (framing) de líneas sobre un flujo de bytes, la
+validación de identificadores y montos, el saneamiento de texto, los emojis y
+el análisis de comandos. El servidor solo conecta estas piezas con los sockets.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Final
+
+ENCODING: Final = "utf-8"
+MAX_LINE_BYTES: Final = 4096
+MAX_IDENTIFIER_LENGTH: Final = 24
+MAX_AMOUNT: Final = 10**12
+RESERVED_IDENTIFIERS: Final = frozenset({"server", "me", "client"})
+
+WELCOME: Final = "Welcome to the best chat in the universe!"
+GOODBYE: Final = "You have been disconnected from the best chat in the universe!"
+SERVER_PREFIX: Final = "[SERVER] Client: "
+ASK_IDENTIFIER: Final = SERVER_PREFIX + "What is your identifier?"
+ASK_BALANCE: Final = SERVER_PREFIX + "What is your balance?"
+INSUFFICIENT_FUNDS: Final = SERVER_PREFIX + "You don't have sufficient funds for the transaction."
+
+EMOJIS: Final = {":smile": ":~)", ":angry": ">:(", ":confused": ":S"}
+
+_IDENTIFIER_RE: Final = re.compile(r"[A-Za-z0-9_.\-]+")
+_AMOUNT_RE: Final = re.compile(r"[0-9]+")
+# Caracteres de formato bidireccional: permitirían que un usuario invierta el
+# texto que ve otro (ataque "trojan source"), así que se eliminan al retransmitir.
+_BIDI_CONTROLS: Final = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+class ProtocolError(ValueError):
+    """Entrada del cliente que no cumple el protocolo; el mensaje explica por qué."""
+
+
+def server_line(text: str) -> str:
+    """Antepone el prefijo ``[SERVER] Client: `` que usa el enunciado para avisos."""
+    return SERVER_PREFIX + text
+
+
+def balance_set_line(balance: int) -> str:
+    """Confirmación del saldo inicial, con el formato exacto del enunciado."""
+    return server_line(f"The balance of {balance} has been set to your account.")
+
+
+def connected_line(identifier: str) -> str:
+    """Aviso de conexión (consola del servidor y demás usuarios)."""
+    return server_line(f"{identifier} connected!")
+
+
+def disconnected_line(identifier: str) -> str:
+    """Aviso de desconexión (consola del servidor y demás usuarios)."""
+    return server_line(f"{identifier} disconnected!")
+
+
+def chat_line(sender: str, text: str) -> str:
+    """Mensaje público tal como lo ven los demás: ``<id>: texto``."""
+    return f"{sender}: {text}"
+
+
+def private_line(sender: str, text: str) -> str:
+    """Mensaje privado tal como lo ve solo su destinatario."""
+    return f"{sender} (private): {text}"
+
+
+def funds_line(balance: int) -> str:
+    """Respuesta a ``:funds``."""
+    return server_line(f"You have {balance} dollars.")
+
+
+def transfer_sent_line(amount: int, target: str, remaining: int) -> str:
+    """Confirmación para quien transfiere."""
+    return server_line(f"You transferred {amount} dollars to {target}. You have {remaining} dollars.")
+
+
+def transfer_received_line(sender: str, amount: int) -> str:
+    """Aviso para quien recibe una transferencia."""
+    return server_line(f"{sender} transferred you {amount} dollars.")
+
+
+def users_line(identifiers: list[str]) -> str:
+    """Respuesta a ``:u``: una sola línea, fácil de leer y de procesar."""
+    return server_line(f"Connected users: {', '.join(identifiers)}.")
+
+
+def validate_identifier(raw: str) -> str:
+    """Devuelve el identificador si es válido; si no, ``ProtocolError`` con la razón."""
+    identifier = raw.strip()
+    if not identifier:
+        raise ProtocolError("The identifier cannot be empty.")
+    if len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise ProtocolError(f"The identifier must have at most {MAX_IDENTIFIER_LENGTH} characters.")
+    if not _IDENTIFIER_RE.fullmatch(identifier):
+        raise ProtocolError(
+            "The identifier may only contain letters, digits, '_', '-' and '.'."
+        )
+    if identifier.casefold() in RESERVED_IDENTIFIERS:
+        raise ProtocolError(f"The identifier '{identifier}' is reserved.")
+    return identifier
+
+
+def identifier_key(identifier: str) -> str:
+    """Clave para comparar identificadores sin distinguir mayúsculas."""
+    return identifier.casefold()
+
+
+def parse_amount(raw: str, *, allow_zero: bool, what: str = "amount") -> int:
+    """Convierte dígitos ASCII en un entero acotado; cualquier otra cosa es un error claro.
+
+    Se exige ``[0-9]+`` (``str.isdigit`` aceptaría "²" o dígitos árabes) y se
+    limita la longitud antes de llamar a ``int`` para que un número enorme no
+    cueste CPU ni choque con el límite de dígitos de Python.
+    """
+    text = raw.strip()
+    if not _AMOUNT_RE.fullmatch(text):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ProtocolError(f"The {what} must be {kind} whole number of dollars, like 50000.")
+    if len(text.lstrip("0")) > len(str(MAX_AMOUNT)) or int(text) > MAX_AMOUNT:
+        raise ProtocolError(f"The {what} cannot be more than {MAX_AMOUNT} dollars.")
+    value = int(text)
+    if value == 0 and not allow_zero:
+        raise ProtocolError(f"The {what} must be greater than 0.")
+    return value
+
+
+def sanitize(text: str) -> str:
+    """Elimina caracteres de control y de dirección de texto; los tabs pasan a espacio.
+
+    Así ningún usuario puede mover el cursor, borrar líneas o cambiar colores en
+    la terminal de otro con secuencias ANSI.
+    """
+    out = []
+    for ch in text:
+        if ch == "\t":
+            out.append(" ")
+        elif ch in _BIDI_CONTROLS or unicodedata.category(ch) == "Cc":
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def render_emojis(text: str) -> str:
+    """Reemplaza los códigos de emoji que aparecen como palabras completas."""
+    return " ".join(EMOJIS.get(word, word) for word in text.split(" "))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Una línea ya analizada.
+
+    ``name`` es ``chat`` para mensajes normales, el nombre del comando (``q``,
+    ``p``, ``u``, ``funds``, ``t``, ``h``) para comandos válidos, o ``error``
+    cuando la línea es un comando mal formado (``error`` lleva la explicación).
+    """
+
+    name: str
+    args: tuple[str, ...] = field(default=())
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """Descripción de un comando: su uso y ayuda salen de la misma tabla que despacha."""
+
+    name: str
+    usage: str
+    help: str
+    pattern: re.Pattern[str]
+
+
+_SEP = r"\s+-\s+"
+COMMANDS: Final[dict[str, CommandSpec]] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec("q", ":q", "leave the chat", re.compile(r":q")),
+        CommandSpec(
+            "p",
+            ":p - <Identifier> - <Message>",
+            "send a private message",
+            re.compile(r":p" + _SEP + r"(\S+)" + _SEP + r"(.*\S.*)"),
+        ),
+        CommandSpec("u", ":u", "list the connected users", re.compile(r":u")),
+        CommandSpec("funds", ":funds", "show your balance", re.compile(r":funds")),
+        CommandSpec(
+            "t",
+            ":t - <Identifier> - <Amount>",
+            "transfer money to another user",
+            re.compile(r":t" + _SEP + r"(\S+)" + _SEP + r"(\S+)"),
+        ),
+        CommandSpec("h", ":h", "show this help", re.compile(r":h")),
+    )
+}
+
+
+def help_lines() -> list[str]:
+    """Texto de ``:h``, generado desde la misma tabla de comandos y emojis."""
+    lines = [server_line("Commands:")]
+    width = max(len(spec.usage) for spec in COMMANDS.values())
+    for spec in COMMANDS.values():
+        lines.append(server_line(f"  {spec.usage.ljust(width)}  {spec.help}"))
+    for code, face in EMOJIS.items():
+        lines.append(server_line(f"  {code.ljust(width)}  send the emoji {face}"))
+    lines.append(server_line("  Any other line is sent to everyone."))
+    return lines
+
+
+def parse_line(line: str) -> Command:
+    """Clasifica una línea del chat: mensaje, comando válido o comando mal formado.
+
+    Una línea es comando si su primera palabra es ``:`` seguido de letras; así
+    caras como ``:)`` o ``:~)`` siguen siendo mensajes. Los emojis son mensajes
+    de chat: se renderizan al retransmitir.
+    """
+    text = line.strip()
+    first = text.split(maxsplit=1)[0] if text else ""
+    if not (len(first) > 1 and first[0] == ":" and first[1:].isascii() and first[1:].isalpha()):
+        return Command("chat", (line,))
+    if first in EMOJIS:
+        return Command("chat", (line,))
+    spec = COMMANDS.get(first[1:])
+    if spec is None:
+        return Command("error", error=f"Unknown command '{first}'. Type :h to see the commands.")
+    match = spec.pattern.fullmatch(text)
+    if match is None:
+        return Command("error", error=f"Usage: {spec.usage}")
+    return Command(spec.name, match.groups())
+
+
+class LineBuffer:
+    """Encuadre de mensajes: convierte un flujo de bytes TCP en líneas de texto.
+
+    TCP entrega bytes, no mensajes: un ``recv`` puede traer media línea o
+    varias. Este objeto acumula bytes y devuelve las líneas completas
+    (terminadas en ``\\n``, con o sin ``\\r``). Una línea de más de
+    ``max_bytes`` produce un error y el resto se descarta hasta el próximo
+    ``\\n``, para que un cliente no pueda hacer crecer la memoria sin límite.
+    """
+
+    def __init__(self, max_bytes: int = MAX_LINE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._buffer = bytearray()
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[str | ProtocolError]:
+        """Agrega bytes y devuelve, en orden, líneas decodificadas o errores."""
+        self._buffer += data
+        out: list[str | ProtocolError] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self.max_bytes:
+                    if not self._discarding:
+                        out.append(self._too_long())
+                    self._discarding = True
+                    self._buffer.clear()
+                return out
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if self._discarding:
+                self._discarding = False
+                continue
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if len(raw) > self.max_bytes:
+                out.append(self._too_long())
+                continue
+            try:
+                out.append(raw.decode(ENCODING))
+            except UnicodeDecodeError:
+                out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
+
+    def _too_long(self) -> ProtocolError:
+        return ProtocolError(f"Your line was longer than {self.max_bytes} bytes and was ignored.")
+
+    @property
+    def pending(self) -> int:
+        """Bytes recibidos que aún no forman una línea completa."""
+        return len(self._buffer)
