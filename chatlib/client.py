@@ -137,6 +137,23 @@ class ChatClient:
                     raise TimeoutError(f"no line matched {pattern!r}; unread: {seen!r}")
                 self._cond.wait(remaining)
 
+    def expect_all(self, expected: list[str], timeout: float | None = None) -> None:
+        """Espera a que lleguen todas las líneas ``expected``, en cualquier orden.
+
+        Sirve cuando varios usuarios escriben a la vez: el orden entre emisores
+        distintos no está definido, el de un mismo emisor sí. No mueve el cursor.
+        """
+        wanted = list(expected)
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: not [line for line in wanted if line not in self.lines] or not self.connected,
+                self.timeout if timeout is None else timeout,
+            )
+            missing = [line for line in wanted if line not in self.lines]
+        if missing:
+            reason = "connection closed" if ok else "timed out"
+            raise TimeoutError(f"{reason}; still missing {missing!r}")
+
     def unread(self) -> list[str]:
         """Líneas recibidas después del cursor."""
         with self._cond:

@@ -45,6 +45,7 @@ class Outbox:
         self._drained = threading.Condition(self._lock)
         self._pending = bytearray()
         self.closed = False
+        self.sealed = False
         self.closed_reason: str | None = None
 
     def fileno(self) -> int:
@@ -57,13 +58,18 @@ class Outbox:
         with self._lock:
             return len(self._pending)
 
-    def push(self, data: bytes) -> bool:
-        """Entrega ``data`` sin bloquear; devuelve ``False`` si el cliente ya no recibe."""
+    def push(self, data: bytes, *, last: bool = False) -> bool:
+        """Entrega ``data`` sin bloquear; devuelve ``False`` si el cliente ya no recibe.
+
+        Con ``last=True`` (la despedida) el buffer se sella: nada de lo que otros
+        hilos envíen después puede aparecer tras el adiós.
+        """
         overflowed = False
         schedule = False
         with self._lock:
-            if self.closed:
+            if self.closed or self.sealed:
                 return False
+            self.sealed = last
             if not self._pending:
                 sent = self._send_now(data)
                 if sent < 0:

@@ -123,7 +123,7 @@ class Session:
                 self.join()
                 reason = self.chat()
         except TimeoutError:
-            self.send_lines(HANDSHAKE_TIMEOUT_NOTICE)
+            self.send_lines(HANDSHAKE_TIMEOUT_NOTICE, last=True)
             reason = "handshake timed out"
         except OSError as exc:
             reason = f"connection error ({exc.strerror or exc})"
@@ -133,9 +133,9 @@ class Session:
         finally:
             self.leave(reason)
 
-    def send_lines(self, *lines: str) -> None:
-        """Envía líneas solo a este cliente."""
-        self.deliver(_encode(lines))
+    def send_lines(self, *lines: str, last: bool = False) -> None:
+        """Envía líneas solo a este cliente; ``last`` sella su buffer (despedidas)."""
+        self.outbox.push(_encode(lines), last=last)
 
     def deliver(self, data: bytes) -> None:
         """Entrega bytes ya codificados (camino rápido o cola acotada)."""
@@ -151,21 +151,12 @@ class Session:
         except OSError:
             pass
 
-    def next_line(self) -> str | None:
-        """Siguiente línea del cliente durante el saludo; ``None`` si se fue.
-
-        Los errores de encuadre (línea muy larga, UTF-8 inválido) se contestan
-        aquí mismo y se sigue esperando.
-        """
-        while True:
-            while self._inbox:
-                item = self._inbox.popleft()
-                if isinstance(item, proto.ProtocolError):
-                    self.send_lines(proto.server_line(str(item)))
-                    continue
-                return item
+    def next_line(self) -> str | proto.ProtocolError | None:
+        """Siguiente línea (o error de encuadre) durante el saludo; ``None`` si se fue."""
+        while not self._inbox:
             if not self._receive():
                 return None
+        return self._inbox.popleft()
 
     def _receive(self) -> bool:
         """Un ``recv`` bloqueante; agrega lo recibido a la bandeja. ``False`` en EOF."""
@@ -182,6 +173,9 @@ class Session:
             line = self.next_line()
             if line is None:
                 return False
+            if isinstance(line, proto.ProtocolError):
+                self.send_lines(proto.server_line(str(line)))
+                continue
             if not line.strip():
                 # El enunciado sugiere getpeername(): "host:puerto" es único.
                 host, port = self.sock.getpeername()[:2]
@@ -206,6 +200,9 @@ class Session:
             line = self.next_line()
             if line is None:
                 return False
+            if isinstance(line, proto.ProtocolError):
+                self.send_lines(proto.server_line(str(line)))
+                continue
             try:
                 balance = proto.parse_amount(line, allow_zero=True, what="balance")
             except proto.ProtocolError as exc:
@@ -329,9 +326,9 @@ class Session:
     def leave(self, reason: str) -> None:
         """Despedida y limpieza; se ejecuta siempre, termine como termine la conexión."""
         overflow = self.outbox.closed_reason if self.outbox.closed else None
-        if reason == "quit":
-            self.send_lines(proto.GOODBYE)
         was_member = self.server.remove_session(self)
+        if reason == "quit":
+            self.send_lines(proto.GOODBYE, last=True)
         if self.funded and self.identifier is not None:
             balance = self.server.bank.close(self.identifier)
             log.info("%s's account closed with %d dollars", self.identifier, balance)
@@ -339,8 +336,9 @@ class Session:
             line = proto.disconnected_line(self.identifier)
             self.server.console(line)
             if overflow is not None:
-                reason = overflow
-            log.info("%s disconnected: %s", self.identifier, reason)
+                log.warning("%s was disconnected: %s", self.identifier, overflow)
+            else:
+                log.info("%s disconnected: %s", self.identifier, reason)
             if not self.server.stopping:
                 batch = Batch(self)
                 batch.broadcast(line)
@@ -537,7 +535,7 @@ class ChatServer:
         with self._lock:
             sessions = list(self._sessions)
         for session in sessions:
-            session.send_lines(SHUTDOWN_NOTICE)
+            session.send_lines(SHUTDOWN_NOTICE, last=True)
             session._shutdown_socket()
         for session in sessions:
             if session.thread.is_alive():

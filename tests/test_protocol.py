@@ -1,0 +1,161 @@
+"""Pruebas de las funciones puras del protocolo: formatos exactos, validación y encuadre."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatlib import protocol as proto
+
+
+def test_exact_assignment_strings() -> None:
+    assert proto.WELCOME == "Welcome to the best chat in the universe!"
+    assert proto.GOODBYE == "You have been disconnected from the best chat in the universe!"
+    assert proto.ASK_BALANCE == "[SERVER] Client: What is your balance?"
+    assert proto.balance_set_line(50000) == "[SERVER] Client: The balance of 50000 has been set to your account."
+    assert proto.connected_line("Identifier2") == "[SERVER] Client: Identifier2 connected!"
+    assert proto.disconnected_line("Identifier3") == "[SERVER] Client: Identifier3 disconnected!"
+    assert proto.funds_line(3000) == "[SERVER] Client: You have 3000 dollars."
+    assert proto.INSUFFICIENT_FUNDS == "[SERVER] Client: You don't have sufficient funds for the transaction."
+    assert proto.chat_line("Identifier3", "Hola!") == "Identifier3: Hola!"
+    assert proto.EMOJIS == {":smile": ":~)", ":angry": ">:(", ":confused": ":S"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("alice", "alice"), ("  Bob_2.x-y ", "Bob_2.x-y"), ("a" * 24, "a" * 24)],
+)
+def test_valid_identifiers(raw: str, expected: str) -> None:
+    assert proto.validate_identifier(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("a" * 25, "at most 24"),
+        ("two words", "may only contain"),
+        ("ñandú", "may only contain"),
+        ("a:b", "may only contain"),
+        ("SERVER", "reserved"),
+        ("me", "reserved"),
+        ("Client", "reserved"),
+        ("   ", "empty"),
+    ],
+)
+def test_invalid_identifiers(raw: str, reason: str) -> None:
+    with pytest.raises(proto.ProtocolError, match=reason):
+        proto.validate_identifier(raw)
+
+
+def test_parse_amount() -> None:
+    assert proto.parse_amount(" 50000 ", allow_zero=True) == 50000
+    assert proto.parse_amount("0", allow_zero=True) == 0
+    assert proto.parse_amount("0007", allow_zero=False) == 7
+    assert proto.parse_amount(str(proto.MAX_AMOUNT), allow_zero=False) == proto.MAX_AMOUNT
+    for bad in ("-5", "1.5", "1e3", "", "abc", "²", "٣", "+3", "1 000"):
+        with pytest.raises(proto.ProtocolError, match="whole number"):
+            proto.parse_amount(bad, allow_zero=True)
+    with pytest.raises(proto.ProtocolError, match="greater than 0"):
+        proto.parse_amount("0", allow_zero=False)
+    for huge in (str(proto.MAX_AMOUNT + 1), "9" * 5000, "0" * 40 + "9" * 40):
+        with pytest.raises(proto.ProtocolError, match="cannot be more than"):
+            proto.parse_amount(huge, allow_zero=True)
+
+
+def test_sanitize_strips_terminal_control() -> None:
+    assert proto.sanitize("hi\x1b[2J\x1b[31mred\x07\tend\r") == "hi[2J[31mred end"
+    assert proto.sanitize("a\u202eb\u2066c") == "abc"
+    assert proto.sanitize("¡Hola, ñandú! 😀") == "¡Hola, ñandú! 😀"
+
+
+def test_render_emojis_only_whole_words() -> None:
+    assert proto.render_emojis(":smile") == ":~)"
+    assert proto.render_emojis("so :angry and :confused") == "so >:( and :S"
+    assert proto.render_emojis("x:smile :smiley") == "x:smile :smiley"
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "args"),
+    [
+        ("hola a todos", "chat", ("hola a todos",)),
+        (":)", "chat", (":)",)),
+        (":~) jaja", "chat", (":~) jaja",)),
+        (":smile", "chat", (":smile",)),
+        (":q", "q", ()),
+        ("  :q  ", "q", ()),
+        (":u", "u", ()),
+        (":funds", "funds", ()),
+        (":h", "h", ()),
+        (":p - bob - hola, ¿cómo estás?", "p", ("bob", "hola, ¿cómo estás?")),
+        (":p - a-b - x - y", "p", ("a-b", "x - y")),
+        (":t - bob - 100", "t", ("bob", "100")),
+        (":t  -  bob  -  -5", "t", ("bob", "-5")),
+    ],
+)
+def test_parse_line(line: str, name: str, args: tuple[str, ...]) -> None:
+    command = proto.parse_line(line)
+    assert (command.name, command.args) == (name, args)
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (":nope", "Unknown command ':nope'. Type :h to see the commands."),
+        (":S", "Unknown command ':S'. Type :h to see the commands."),
+        (":q now", "Usage: :q"),
+        (":p bob hola", "Usage: :p - <Identifier> - <Message>"),
+        (":p - bob - ", "Usage: :p - <Identifier> - <Message>"),
+        (":t - bob", "Usage: :t - <Identifier> - <Amount>"),
+        (":t - bob - 1 2", "Usage: :t - <Identifier> - <Amount>"),
+        (":funds please", "Usage: :funds"),
+    ],
+)
+def test_parse_line_errors(line: str, error: str) -> None:
+    command = proto.parse_line(line)
+    assert command.name == "error"
+    assert command.error == error
+
+
+def test_help_is_generated_from_the_command_table() -> None:
+    text = "\n".join(proto.help_lines())
+    for spec in proto.COMMANDS.values():
+        assert spec.usage in text
+    for code in proto.EMOJIS:
+        assert code in text
+    assert all(line.startswith(proto.SERVER_PREFIX) for line in proto.help_lines())
+
+
+@given(st.text(max_size=200))
+def test_parse_line_never_raises(line: str) -> None:
+    command = proto.parse_line(line)
+    assert command.name in {"chat", "error", *proto.COMMANDS}
+
+
+def test_line_buffer_framing() -> None:
+    buf = proto.LineBuffer(max_bytes=10)
+    assert buf.feed(b"hel") == []
+    assert buf.feed(b"lo\r\nwor") == ["hello"]
+    assert buf.feed(b"ld\n\n") == ["world", ""]
+    errors = buf.feed(b"x" * 25)
+    assert len(errors) == 1 and "longer than 10 bytes" in str(errors[0])
+    assert buf.feed(b"y" * 25) == []
+    assert buf.feed(b"tail\nok\n") == ["ok"]
+    bad = buf.feed(b"\xff\xfe\n")
+    assert isinstance(bad[0], proto.ProtocolError) and "UTF-8" in str(bad[0])
+    assert buf.feed("ñ".encode()[:1]) == []
+    assert buf.feed("ñ".encode()[1:] + b"\n") == ["ñ"]
+    assert buf.pending == 0
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=50), max_size=20), st.data())
+def test_line_buffer_any_split(lines: list[str], data: st.DataObject) -> None:
+    payload = "".join(line + "\n" for line in lines).encode()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=10)))
+    buf = proto.LineBuffer(max_bytes=1 << 16)
+    out: list[object] = []
+    start = 0
+    for cut in [*cuts, len(payload)]:
+        out.extend(buf.feed(payload[start:cut]))
+        start = cut
+    assert out == lines
