@@ -1,0 +1,207 @@
+"""Los programas de terminal: el servidor como proceso y el cliente por tubería y por pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import queue
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatlib import protocol as proto
+from chatlib.client import ChatClient
+from chatlib.server import SHUTDOWN_NOTICE, ChatServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Proc:
+    """Un proceso hijo cuya salida estándar se lee línea a línea desde un hilo."""
+
+    def __init__(self, *args: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-u", *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, pattern: str | re.Pattern[str], timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matched {pattern!r}; seen {self.seen!r}") from None
+            self.seen.append(line)
+            if (line == pattern) if isinstance(pattern, str) else pattern.search(line):
+                return line
+
+    def write(self, text: str) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(text + "\n")
+        self.popen.stdin.flush()
+
+    def close_stdin(self) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(10)
+
+
+@pytest.fixture
+def server_process() -> Iterator[tuple[Proc, tuple[str, int]]]:
+    proc = Proc("-m", "chatlib.server", "--port", "0")
+    match = re.search(r"Listening on ([\d.]+):(\d+)", proc.expect(re.compile("Listening on")))
+    assert match is not None
+    yield proc, (match.group(1), int(match.group(2)))
+    proc.kill()
+
+
+def test_server_process_prints_connections_and_exits_cleanly_on_sigterm(
+    server_process: tuple[Proc, tuple[str, int]],
+) -> None:
+    proc, address = server_process
+    ana = ChatClient.join(address, "ana", 10)
+    proc.expect("[SERVER] Client: ana connected!")
+    ana.quit()
+    proc.expect("[SERVER] Client: ana disconnected!")
+    beto = ChatClient.join(address, "beto", 10)
+    proc.expect("[SERVER] Client: beto connected!")
+    proc.popen.send_signal(signal.SIGTERM)
+    beto.expect(SHUTDOWN_NOTICE)
+    assert beto.wait_closed(5)
+    assert proc.popen.wait(5) == 0
+    beto.close()
+
+
+def test_server_process_exits_cleanly_on_ctrl_c(server_process: tuple[Proc, tuple[str, int]]) -> None:
+    proc, address = server_process
+    ana = ChatClient.join(address, "ana", 10)
+    proc.popen.send_signal(signal.SIGINT)
+    ana.expect(SHUTDOWN_NOTICE)
+    assert proc.popen.wait(5) == 0
+    ana.close()
+
+
+def test_terminal_client_through_a_pipe(server: ChatServer) -> None:
+    host, port = server.address
+    other = ChatClient.join(server.address, "ana", 0)
+    proc = Proc("-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "3000")
+    try:
+        proc.expect(proto.WELCOME)
+        proc.expect("[SERVER] Client: The balance of 3000 has been set to your account.")
+        other.expect("[SERVER] Client: beto connected!")
+        other.send("Hola!")
+        proc.expect("ana: Hola!")
+        proc.write(":funds")
+        proc.expect("Me: :funds")
+        proc.expect("[SERVER] Client: You have 3000 dollars.")
+        proc.write(":t - ana - 10000")
+        proc.expect("[SERVER] Client: You don't have sufficient funds for the transaction.")
+        proc.write("uwu")
+        other.expect("beto: uwu")
+        proc.close_stdin()
+        proc.expect("You have been disconnected from the best chat in the universe!")
+        assert proc.popen.wait(5) == 0
+        other.expect("[SERVER] Client: beto disconnected!")
+    finally:
+        proc.kill()
+        other.close()
+
+
+def test_terminal_client_reports_a_lost_server() -> None:
+    srv = ChatServer("127.0.0.1", 0, console=None)
+    host, port = srv.start()
+    proc = Proc("-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "1")
+    try:
+        proc.expect("[SERVER] Client: The balance of 1 has been set to your account.")
+        srv.stop()
+        proc.expect(SHUTDOWN_NOTICE)
+        assert proc.popen.wait(5) == 1
+        assert proc.popen.stderr is not None
+        assert "The connection to the server was lost." in proc.popen.stderr.read()
+    finally:
+        proc.kill()
+        srv.stop()
+
+
+def test_terminal_client_cannot_connect() -> None:
+    with ChatServer("127.0.0.1", 0, console=None) as srv:
+        host, port = srv.address
+    result = subprocess.run(
+        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port)],
+        cwd=ROOT, capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 2
+    assert f"Cannot connect to {host}:{port}" in result.stderr
+
+
+def _read_pty(fd: int, until: bytes, timeout: float = 10) -> bytes:
+    """Lee del pseudo-terminal hasta ver ``until``."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while until not in out:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{until!r} not seen in {out!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+    return out
+
+
+def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(server: ChatServer) -> None:
+    host, port = server.address
+    other = ChatClient.join(server.address, "ana", 0)
+    master, slave = pty.openpty()
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "5"],
+        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"},
+    )
+    os.close(slave)
+    try:
+        _read_pty(master, b"The balance of 5 has been set to your account.")
+        other.expect("[SERVER] Client: beto connected!")
+        os.write(master, b"typing hal")
+        _read_pty(master, b"typing hal")
+        other.send("interrupting!")
+        screen = _read_pty(master, b"Me: typing hal")
+        # La línea en edición se borra, se imprime el mensaje y se redibuja lo escrito.
+        assert b"\r\x1b[Kana: interrupting!\nMe: typing hal" in screen.replace(b"\r\n", b"\n")
+        os.write(master, b"f done\r")
+        other.expect("beto: typing half done")
+        os.write(master, b"\x04")
+        _read_pty(master, b"You have been disconnected from the best chat in the universe!")
+        assert popen.wait(5) == 0
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+        popen.wait(5)
+        os.close(master)
+        other.close()
