@@ -1,0 +1,523 @@
+"""Laboratorio de condiciones de carrera sobre las estrategias de ``chatlib.strategies``.
+
+Dos tipos de experimento:
+
+- Demostraciones deterministas (``run_interleaving``, ``lost_update_demo``,
+  ``deadlock_demo``): un director deja avanzar a un solo hilo a la vez, un paso
+  observable por turno, siguiendo un guion. El resultado no depende del
+  planificador del sistema operativo ni del GIL: cada ejecución produce la
+  misma intercalación, y cada paso queda anotado con ``time.perf_counter``
+  para dibujarlo como una línea de tiempo de dos hilos.
+- Experimentos estadísticos (``run_trial``, ``run_experiment``): T hilos × K
+  transferencias aleatorias con semillas fijas, sin director; mide cuánto
+  dinero aparece o desaparece y cuántas transferencias por segundo se logran.
+
+Definiciones usadas en los resultados:
+
+- ``money_error`` = total final − total esperado. Es la verdad de fondo: > 0
+  es dinero creado de la nada, < 0 dinero destruido, 0 es conservación.
+- ``lost_updates`` = escrituras que pisaron una actualización ajena. En las
+  demostraciones se cuentan exactamente sobre el registro de pasos (otro hilo
+  escribió la cuenta entre la lectura y la escritura de este). En los
+  experimentos es el contador ``stale_writes`` del banco, que compara el saldo
+  justo antes de escribir con el leído: es una cota inferior, porque esa
+  comparación tampoco es atómica. ``CoarseLockBank`` no lo mide y reporta 0:
+  su lock lo garantiza.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from chatlib.bank import Bank, BankError, InsufficientFunds
+from chatlib.strategies import STRATEGIES, DeadlockDetected, make_bank
+
+__all__ = [
+    "DEADLOCK_SCENARIO",
+    "LOST_UPDATE_SCENARIO",
+    "STEP_LABELS",
+    "InterleavingResult",
+    "LabTimeout",
+    "Scenario",
+    "StepEvent",
+    "TransferOutcome",
+    "TrialResult",
+    "deadlock_demo",
+    "describe",
+    "lost_update_demo",
+    "run_experiment",
+    "run_interleaving",
+    "run_trial",
+    "summarize",
+]
+
+DEFAULT_LAB_TIMEOUT = 5.0
+DEMO_LOCK_TIMEOUT = 0.2
+
+STEP_LABELS: dict[str, str] = {
+    "start": "inicio",
+    "wait": "pide lock",
+    "lock": "toma lock",
+    "unlock": "suelta lock",
+    "timeout": "se rinde",
+    "check": "verifica",
+    "read": "lee",
+    "write": "escribe",
+    "done": "termina",
+    "error": "falla",
+}
+"""Nombre de cada paso en español, para rotular gráficos y tablas."""
+
+
+class LabTimeout(RuntimeError):
+    """Un hilo del laboratorio no respondió a tiempo: el experimento se colgó."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """Un paso observado: quién, qué, sobre qué cuenta, con qué valor y cuándo (s desde el inicio)."""
+
+    thread: str
+    step: str
+    account: str
+    value: int
+    time: float
+
+
+def describe(event: StepEvent) -> str:
+    """Rótulo corto en español, p. ej. ``lee A=100`` o ``toma lock B``."""
+    label = STEP_LABELS.get(event.step, event.step)
+    if event.step in ("check", "read", "write"):
+        return f"{label} {event.account}={event.value}"
+    if event.account:
+        return f"{label} {event.account}"
+    return label
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOutcome:
+    """Cómo terminó la transferencia de un hilo: saldo devuelto o nombre de la excepción."""
+
+    thread: str
+    source: str
+    target: str
+    amount: int
+    returned: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Saldos iniciales, una transferencia por hilo y el guion de turnos del director."""
+
+    initial: Mapping[str, int]
+    transfers: Mapping[str, tuple[str, str, int]]
+    schedule: Sequence[str]
+
+
+LOST_UPDATE_SCENARIO = Scenario(
+    initial={"A": 100, "B": 0},
+    transfers={"T1": ("A", "B", 80), "T2": ("A", "B", 70)},
+    schedule=("T1", "T2", "T1", "T1", "T2", "T2", "T1", "T2", "T1", "T2"),
+)
+"""Ambos verifican A=100 antes de que nadie debite (A termina en −50) y ambos
+leen B=0 antes de que nadie acredite (se pierde el abono de T1)."""
+
+DEADLOCK_SCENARIO = Scenario(
+    initial={"A": 100, "B": 100},
+    transfers={"T1": ("A", "B", 10), "T2": ("B", "A", 20)},
+    schedule=("T1", "T2", "T1", "T2", "T1", "T2"),
+)
+"""A→B y B→A: cada hilo toma su primer lock y recién entonces pide el segundo."""
+
+
+@dataclass(frozen=True)
+class InterleavingResult:
+    """Todo lo que pasó en una demostración determinista, como datos simples."""
+
+    strategy: str
+    initial: dict[str, int]
+    events: list[StepEvent]
+    outcomes: list[TransferOutcome]
+    final: dict[str, int]
+
+    @property
+    def expected_total(self) -> int:
+        return sum(self.initial.values())
+
+    @property
+    def final_total(self) -> int:
+        return sum(self.final.values())
+
+    @property
+    def money_error(self) -> int:
+        return self.final_total - self.expected_total
+
+    @property
+    def negative_accounts(self) -> dict[str, int]:
+        return {name: value for name, value in self.final.items() if value < 0}
+
+    @property
+    def deadlocks(self) -> int:
+        return sum(1 for o in self.outcomes if o.error == DeadlockDetected.__name__)
+
+    @property
+    def lost_updates(self) -> list[StepEvent]:
+        """Escrituras que pisaron una escritura ajena hecha después de su propia lectura."""
+        lost: list[StepEvent] = []
+        last_read: dict[tuple[str, str], int] = {}
+        for index, event in enumerate(self.events):
+            key = (event.thread, event.account)
+            if event.step == "read":
+                last_read[key] = index
+            elif event.step == "write" and key in last_read:
+                between = self.events[last_read[key] + 1 : index]
+                if any(
+                    e.step == "write" and e.account == event.account and e.thread != event.thread
+                    for e in between
+                ):
+                    lost.append(event)
+        return lost
+
+    @property
+    def conserved(self) -> bool:
+        """El dinero se conservó y ningún saldo quedó negativo."""
+        return self.money_error == 0 and not self.negative_accounts
+
+
+class _Director:
+    """Deja correr a un solo hilo por vez, hasta su próximo paso observable.
+
+    Cada hilo se detiene en el hook después de cada paso; el hilo principal
+    elige a quién darle el turno. Un hilo que espera un lock que tiene otro no
+    recibe turno (se bloquearía fuera del control del director); si todos están
+    así hay un deadlock real, y se le da el turno a la primera víctima para que
+    su espera con tiempo límite venza y lo reporte.
+    """
+
+    def __init__(self, threads: Sequence[str], timeout: float) -> None:
+        self._order = list(threads)
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._granted: str | None = None
+        self._parked: set[str] = set()
+        self._done: set[str] = set()
+        self._last: dict[str, tuple[str, str]] = {}
+        self._holders: dict[str, str] = {}
+        self._released = False
+        self._t0 = time.perf_counter()
+        self.events: list[StepEvent] = []
+
+    def hook(self, thread: str, step: str, account: str, value: int) -> None:
+        """El ``step_hook`` del banco: anota el paso y espera el próximo turno."""
+        if thread not in self._order:
+            return
+        with self._cond:
+            self._note(thread, step, account, value)
+            if step == "lock":
+                self._holders[account] = thread
+            elif step == "unlock":
+                self._holders.pop(account, None)
+            self._last[thread] = (step, account)
+            self._parked.add(thread)
+            if self._granted == thread:
+                self._granted = None
+            self._cond.notify_all()
+            granted = self._cond.wait_for(
+                lambda: self._granted == thread or self._released, self._timeout
+            )
+            self._parked.discard(thread)
+            if not granted:
+                raise LabTimeout(f"{thread} waited more than {self._timeout}s for its turn")
+
+    def finish(self, thread: str, error: str | None) -> None:
+        with self._cond:
+            self._note(thread, "error" if error else "done", error or "", 0)
+            self._done.add(thread)
+            if self._granted == thread:
+                self._granted = None
+            self._cond.notify_all()
+
+    def _note(self, thread: str, step: str, account: str, value: int) -> None:
+        self.events.append(StepEvent(thread, step, account, value, time.perf_counter() - self._t0))
+
+    def _blocked(self, thread: str) -> bool:
+        step, account = self._last.get(thread, ("", ""))
+        return step == "wait" and self._holders.get(account, thread) != thread
+
+    def _settled(self) -> bool:
+        return self._granted is None and all(
+            t in self._parked or t in self._done for t in self._order
+        )
+
+    def _wait_settled(self, timeout: float) -> None:
+        if not self._cond.wait_for(self._settled, timeout):
+            self._released = True
+            self._cond.notify_all()
+            raise LabTimeout(f"threads did not settle within {timeout}s; last events: {self.events[-4:]}")
+
+    def run(self, schedule: Iterable[str], victim_timeout: float) -> None:
+        """Reparte turnos según ``schedule`` y luego en orden hasta que todos terminen."""
+        pending = deque(schedule)
+        with self._cond:
+            self._wait_settled(self._timeout)
+            while len(self._done) < len(self._order):
+                alive = [t for t in self._order if t not in self._done]
+                runnable = [t for t in alive if not self._blocked(t)]
+                wait = self._timeout
+                while pending and pending[0] in self._done:
+                    pending.popleft()
+                if not runnable:
+                    chosen = alive[0]
+                    wait += victim_timeout
+                elif pending and pending[0] in runnable:
+                    chosen = pending.popleft()
+                else:
+                    chosen = runnable[0]
+                self._granted = chosen
+                self._cond.notify_all()
+                self._wait_settled(wait)
+
+    def release_all(self) -> None:
+        with self._cond:
+            self._released = True
+            self._cond.notify_all()
+
+
+def run_interleaving(
+    strategy: str,
+    scenario: Scenario,
+    *,
+    lock_timeout: float = DEMO_LOCK_TIMEOUT,
+    timeout: float = DEFAULT_LAB_TIMEOUT,
+) -> InterleavingResult:
+    """Ejecuta ``scenario`` sobre un banco nuevo de ``strategy`` con intercalación forzada.
+
+    Cada hilo hace una transferencia; el director le da turnos según el guion.
+    ``lock_timeout`` es el límite de espera de los bancos con lock por cuenta y
+    ``timeout`` el máximo que el director espera a un hilo antes de declarar
+    que el laboratorio se colgó (``LabTimeout``).
+    """
+    names = list(scenario.transfers)
+    director = _Director(names, timeout)
+    bank = make_bank(strategy, step_hook=director.hook, window=0.0, lock_timeout=lock_timeout)
+    for account, balance in scenario.initial.items():
+        bank.open(account, balance)
+    outcomes: dict[str, TransferOutcome] = {}
+
+    def work(name: str, source: str, target: str, amount: int) -> None:
+        returned: int | None = None
+        error: str | None = None
+        try:
+            director.hook(name, "start", "", 0)
+            returned = bank.transfer(source, target, amount)
+        except (BankError, LabTimeout) as exc:
+            error = type(exc).__name__
+        finally:
+            outcomes[name] = TransferOutcome(name, source, target, amount, returned, error)
+            director.finish(name, error)
+
+    threads = [
+        threading.Thread(target=work, args=(name, *scenario.transfers[name]), name=name, daemon=True)
+        for name in names
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        director.run(scenario.schedule, victim_timeout=lock_timeout)
+    finally:
+        director.release_all()
+        for thread in threads:
+            thread.join(timeout)
+    if any(thread.is_alive() for thread in threads):
+        raise LabTimeout(f"{strategy}: worker threads still alive after {timeout}s")
+    return InterleavingResult(
+        strategy=strategy,
+        initial=dict(scenario.initial),
+        events=list(director.events),
+        outcomes=[outcomes[name] for name in names],
+        final=bank.accounts(),
+    )
+
+
+def lost_update_demo(strategy: str, **options: float) -> InterleavingResult:
+    """Dos retiros de la misma cuenta intercalados a propósito (ver ``LOST_UPDATE_SCENARIO``)."""
+    return run_interleaving(strategy, LOST_UPDATE_SCENARIO, **options)
+
+
+def deadlock_demo(strategy: str, **options: float) -> InterleavingResult:
+    """A→B contra B→A, cada uno con su primer lock tomado (ver ``DEADLOCK_SCENARIO``)."""
+    return run_interleaving(strategy, DEADLOCK_SCENARIO, **options)
+
+
+@dataclass(frozen=True, slots=True)
+class TrialResult:
+    """Un ensayo estadístico: ``threads`` hilos × ``transfers`` / ``threads`` transferencias."""
+
+    strategy: str
+    threads: int
+    trial: int
+    seed: int
+    window: float
+    transfers: int
+    applied: int
+    rejected: int
+    deadlocks: int
+    expected_total: int
+    final_total: int
+    money_error: int
+    lost_updates: int
+    negative_writes: int
+    negative_accounts: int
+    min_balance: int
+    elapsed: float
+    transfers_per_second: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _plan(rng: random.Random, names: Sequence[str], count: int, max_amount: int) -> list[tuple[str, str, int]]:
+    plan = []
+    for _ in range(count):
+        source, target = rng.sample(names, 2)
+        plan.append((source, target, rng.randint(1, max_amount)))
+    return plan
+
+
+def run_trial(
+    strategy: str,
+    threads: int,
+    *,
+    transfers_per_thread: int = 300,
+    accounts: int = 6,
+    initial_balance: int = 1_000,
+    max_amount: int = 400,
+    seed: int = 0,
+    trial: int = 0,
+    window: float = 0.0,
+    lock_timeout: float = 0.05,
+    join_timeout: float = 60.0,
+) -> TrialResult:
+    """Un ensayo: cada hilo ejecuta su propio plan aleatorio (semilla fija) contra un banco nuevo.
+
+    Los planes se generan antes de largar, y todos los hilos parten juntos
+    desde una barrera; el tiempo medido va de la largada al último ``join``.
+    Las transferencias rechazadas por fondos o por deadlock se cuentan, no se
+    reintentan. Si un hilo no termina en ``join_timeout`` se lanza ``LabTimeout``.
+    """
+    if threads < 1:
+        raise ValueError("threads must be >= 1")
+    bank: Bank = make_bank(strategy, window=window, lock_timeout=lock_timeout)
+    names = [f"c{i}" for i in range(accounts)]
+    for name in names:
+        bank.open(name, initial_balance)
+    base = seed * 1_000_003 + trial * 10_007 + threads * 101
+    plans = [
+        _plan(random.Random(base + worker), names, transfers_per_thread, max_amount)
+        for worker in range(threads)
+    ]
+    counts = [[0, 0] for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+
+    def work(index: int) -> None:
+        rejected = deadlocks = 0
+        start.wait(join_timeout)
+        for source, target, amount in plans[index]:
+            try:
+                bank.transfer(source, target, amount)
+            except InsufficientFunds:
+                rejected += 1
+            except DeadlockDetected:
+                deadlocks += 1
+        counts[index] = [rejected, deadlocks]
+
+    workers = [
+        threading.Thread(target=work, args=(i,), name=f"{strategy}-{i}", daemon=True)
+        for i in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    start.wait(join_timeout)
+    began = time.perf_counter()
+    deadline = began + join_timeout
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.perf_counter()))
+    elapsed = time.perf_counter() - began
+    if any(worker.is_alive() for worker in workers):
+        raise LabTimeout(f"{strategy} with {threads} threads did not finish in {join_timeout}s")
+    final = bank.accounts()
+    attempted = threads * transfers_per_thread
+    expected = accounts * initial_balance
+    return TrialResult(
+        strategy=strategy,
+        threads=threads,
+        trial=trial,
+        seed=seed,
+        window=window if strategy == "unsafe" else 0.0,
+        transfers=attempted,
+        applied=sum(1 for entry in bank.journal() if entry.op == "transfer"),
+        rejected=sum(c[0] for c in counts),
+        deadlocks=sum(c[1] for c in counts),
+        expected_total=expected,
+        final_total=sum(final.values()),
+        money_error=sum(final.values()) - expected,
+        lost_updates=getattr(bank, "stale_writes", 0),
+        negative_writes=getattr(bank, "negative_writes", 0),
+        negative_accounts=sum(1 for v in final.values() if v < 0),
+        min_balance=min(final.values()),
+        elapsed=elapsed,
+        transfers_per_second=attempted / elapsed if elapsed > 0 else float("inf"),
+    )
+
+
+def run_experiment(
+    strategies: Iterable[str] = tuple(STRATEGIES),
+    thread_counts: Iterable[int] = (1, 2, 4, 8),
+    trials: int = 3,
+    *,
+    seed: int = 0,
+    progress: Callable[[TrialResult], None] | None = None,
+    **options: float,
+) -> list[TrialResult]:
+    """Todos los ensayos de la grilla estrategia × hilos × ensayo, como lista de resultados.
+
+    Para un mismo (hilos, ensayo) todas las estrategias reciben los mismos
+    planes de transferencias, así las diferencias vienen solo del lock.
+    ``options`` se pasan a ``run_trial`` (``transfers_per_thread``, ``window``...).
+    """
+    results: list[TrialResult] = []
+    counts = list(thread_counts)
+    for strategy in strategies:
+        for threads in counts:
+            for trial in range(trials):
+                result = run_trial(strategy, threads, seed=seed, trial=trial, **options)  # type: ignore[arg-type]
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+    return results
+
+
+def summarize(results: Iterable[TrialResult]) -> dict[tuple[str, int], dict[str, float]]:
+    """Promedios por (estrategia, hilos): transferencias/s, error de dinero y conteos."""
+    groups: dict[tuple[str, int], list[TrialResult]] = {}
+    for result in results:
+        groups.setdefault((result.strategy, result.threads), []).append(result)
+    summary: dict[tuple[str, int], dict[str, float]] = {}
+    for key, group in groups.items():
+        n = len(group)
+        summary[key] = {
+            "trials": n,
+            "transfers_per_second": sum(r.transfers_per_second for r in group) / n,
+            "mean_money_error": sum(r.money_error for r in group) / n,
+            "mean_abs_money_error": sum(abs(r.money_error) for r in group) / n,
+            "broken_trials": sum(1 for r in group if r.money_error or r.negative_accounts),
+            "lost_updates": sum(r.lost_updates for r in group) / n,
+            "deadlocks": sum(r.deadlocks for r in group) / n,
+        }
+    return summary

@@ -1,0 +1,171 @@
+"""Pruebas del laboratorio: las demostraciones son deterministas en cada ejecución."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatlib.racelab import (
+    DEADLOCK_SCENARIO,
+    LOST_UPDATE_SCENARIO,
+    Scenario,
+    deadlock_demo,
+    describe,
+    lost_update_demo,
+    run_experiment,
+    run_interleaving,
+    run_trial,
+    summarize,
+)
+from chatlib.strategies import STRATEGIES
+
+LOCKED = ["coarse", "naive", "ordered"]
+
+
+@pytest.mark.parametrize("run", range(5))
+def test_unsafe_bank_loses_an_update_and_goes_negative_every_run(run: int) -> None:
+    result = lost_update_demo("unsafe")
+    assert result.final == {"A": -50, "B": 70}
+    assert result.negative_accounts == {"A": -50}
+    assert result.money_error == -80
+    assert not result.conserved
+    assert [(o.returned, o.error) for o in result.outcomes] == [(20, None), (-50, None)]
+    lost = result.lost_updates
+    assert [(e.thread, e.account, e.value) for e in lost] == [("T2", "B", 70)]
+    assert [(e.thread, describe(e)) for e in result.events] == [
+        ("T1", "inicio"),
+        ("T2", "inicio"),
+        ("T1", "verifica A=100"),
+        ("T2", "verifica A=100"),
+        ("T1", "lee A=100"),
+        ("T1", "escribe A=20"),
+        ("T2", "lee A=20"),
+        ("T2", "escribe A=-50"),
+        ("T1", "lee B=0"),
+        ("T2", "lee B=0"),
+        ("T1", "escribe B=80"),
+        ("T2", "escribe B=70"),
+        ("T1", "termina"),
+        ("T2", "termina"),
+    ]
+
+
+@pytest.mark.parametrize("run", range(3))
+@pytest.mark.parametrize("strategy", LOCKED)
+def test_locked_banks_survive_the_same_script(strategy: str, run: int) -> None:
+    result = lost_update_demo(strategy)
+    assert result.conserved
+    assert result.final == {"A": 20, "B": 80}
+    assert result.lost_updates == []
+    assert [(o.returned, o.error) for o in result.outcomes] == [
+        (20, None),
+        (None, "InsufficientFunds"),
+    ]
+    waits = [e for e in result.events if e.step == "wait" and e.thread == "T2"]
+    assert waits, "T2 must have asked for a lock"
+
+
+def test_events_are_timestamped_in_order() -> None:
+    for strategy in STRATEGIES:
+        events = lost_update_demo(strategy).events
+        times = [e.time for e in events]
+        assert times == sorted(times)
+        assert times[0] >= 0
+        assert {e.thread for e in events} == {"T1", "T2"}
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_naive_bank_deadlock_is_reported_every_run(run: int) -> None:
+    result = deadlock_demo("naive")
+    assert result.deadlocks == 1
+    assert [(o.thread, o.error) for o in result.outcomes] == [
+        ("T1", "DeadlockDetected"),
+        ("T2", None),
+    ]
+    assert result.final == {"A": 120, "B": 80}
+    assert result.conserved
+    steps = [(e.thread, e.step, e.account) for e in result.events]
+    assert steps[:8] == [
+        ("T1", "start", ""),
+        ("T2", "start", ""),
+        ("T1", "wait", "A"),
+        ("T2", "wait", "B"),
+        ("T1", "lock", "A"),
+        ("T2", "lock", "B"),
+        ("T1", "wait", "B"),
+        ("T2", "wait", "A"),
+    ]
+    assert ("T1", "timeout", "B") in steps
+
+
+@pytest.mark.parametrize("strategy", ["ordered", "coarse"])
+def test_ordered_and_coarse_banks_complete_the_deadlock_script(strategy: str) -> None:
+    result = deadlock_demo(strategy)
+    assert result.deadlocks == 0
+    assert [o.error for o in result.outcomes] == [None, None]
+    assert result.final == {"A": 110, "B": 90}
+    assert not any(e.step == "timeout" for e in result.events)
+
+
+def test_custom_scenario_three_threads() -> None:
+    scenario = Scenario(
+        initial={"A": 30, "B": 0},
+        transfers={"T1": ("A", "B", 10), "T2": ("A", "B", 10), "T3": ("A", "B", 10)},
+        schedule=("T1", "T2", "T3") * 6,
+    )
+    unsafe = run_interleaving("unsafe", scenario)
+    assert unsafe.lost_updates
+    assert unsafe.final != {"A": 0, "B": 30}
+    for strategy in LOCKED:
+        result = run_interleaving(strategy, scenario)
+        assert result.final == {"A": 0, "B": 30}
+
+
+def test_scenarios_are_plain_data() -> None:
+    assert set(LOST_UPDATE_SCENARIO.transfers) == set(DEADLOCK_SCENARIO.transfers) == {"T1", "T2"}
+
+
+@pytest.mark.parametrize("strategy", LOCKED)
+def test_trials_of_safe_strategies_conserve_money(strategy: str) -> None:
+    for threads in (1, 4, 8):
+        result = run_trial(strategy, threads, transfers_per_thread=400, lock_timeout=0.05)
+        assert result.money_error == 0
+        assert result.final_total == result.expected_total
+        assert result.negative_accounts == 0
+        assert result.min_balance >= 0
+        assert result.lost_updates == 0
+        assert result.applied + result.rejected + result.deadlocks == result.transfers
+        assert result.transfers_per_second > 0
+        if strategy != "naive":
+            assert result.deadlocks == 0
+
+
+def test_single_thread_trials_are_identical_across_strategies() -> None:
+    """Con un hilo no hay carrera: mismo plan, mismo resultado en las cuatro estrategias."""
+    results = [run_trial(s, 1, transfers_per_thread=300, seed=7) for s in STRATEGIES]
+    assert len({(r.applied, r.rejected, r.final_total) for r in results}) == 1
+    assert all(r.money_error == 0 for r in results)
+
+
+def test_unsafe_trial_with_window_breaks_the_books() -> None:
+    result = run_trial("unsafe", 4, transfers_per_thread=40, window=0.001)
+    assert result.lost_updates > 0
+    assert result.window == 0.001
+
+
+def test_run_experiment_grid_and_summary() -> None:
+    seen: list[str] = []
+    results = run_experiment(
+        ["coarse", "ordered"],
+        (1, 2),
+        trials=2,
+        transfers_per_thread=50,
+        progress=lambda r: seen.append(r.strategy),
+    )
+    assert len(results) == len(seen) == 8
+    assert {(r.strategy, r.threads, r.trial) for r in results} == {
+        (s, t, k) for s in ("coarse", "ordered") for t in (1, 2) for k in (0, 1)
+    }
+    summary = summarize(results)
+    assert set(summary) == {("coarse", 1), ("coarse", 2), ("ordered", 1), ("ordered", 2)}
+    assert all(row["broken_trials"] == 0 for row in summary.values())
+    assert results[0].as_dict()["strategy"] == "coarse"
