@@ -561,6 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a new client has to answer the identifier and balance questions",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level for diagnostics on stderr")
+    parser.add_argument(
+        "--unsafe-bank", nargs="?", type=float, const=0.01, default=None, metavar="WINDOW",
+        help="race-condition lab only: transfers WITHOUT a lock, sleeping WINDOW seconds "
+        "(default 0.01) between each read and write so concurrent transfers lose money",
+    )
     return parser
 
 
@@ -570,10 +575,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_clients < 1:
         build_parser().error("--max-clients must be at least 1")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    bank: Bank | None = None
+    if args.unsafe_bank is not None:
+        if args.unsafe_bank < 0:
+            build_parser().error("--unsafe-bank WINDOW must be >= 0")
+        # Import tardío: el servidor normal no carga el laboratorio de carreras.
+        from chatlib.strategies import UnsafeBank
+
+        bank = UnsafeBank(window=args.unsafe_bank)
+        print(
+            "!" * 72
+            + f"\n!!! WARNING: --unsafe-bank: transfers run WITHOUT A LOCK (race window {args.unsafe_bank:g} s)."
+            "\n!!! Concurrent transfers WILL lose updates: money appears and vanishes."
+            "\n!!! Race-condition lab only. Never trust the balances of this server.\n"
+            + "!" * 72,
+            flush=True,
+        )
     server = ChatServer(
         args.host,
         args.port,
         max_clients=args.max_clients,
+        bank=bank,
         handshake_timeout=args.handshake_timeout,
         console=lambda line: print(line, flush=True),
     )
