@@ -151,12 +151,21 @@ class Session:
         except OSError:
             pass
 
-    def next_line(self) -> str | proto.ProtocolError | None:
-        """Siguiente línea (o error de encuadre) durante el saludo; ``None`` si se fue."""
-        while not self._inbox:
-            if not self._receive():
-                return None
-        return self._inbox.popleft()
+    def ask(self, question: str) -> str | None:
+        """Hace una pregunta del saludo y retorna la respuesta; ``None`` si el cliente se fue.
+
+        Los errores de encuadre (línea muy larga, UTF-8 inválido) se explican y
+        se vuelve a preguntar.
+        """
+        while True:
+            self.send_lines(question)
+            while not self._inbox:
+                if not self._receive():
+                    return None
+            line = self._inbox.popleft()
+            if isinstance(line, str):
+                return line
+            self.send_lines(proto.server_line(str(line)))
 
     def _receive(self) -> bool:
         """Un ``recv`` bloqueante; agrega lo recibido a la bandeja. ``False`` en EOF."""
@@ -169,13 +178,9 @@ class Session:
     def identify(self) -> bool:
         """Pregunta el identificador hasta que sea válido y único."""
         while True:
-            self.send_lines(proto.ASK_IDENTIFIER)
-            line = self.next_line()
+            line = self.ask(proto.ASK_IDENTIFIER)
             if line is None:
                 return False
-            if isinstance(line, proto.ProtocolError):
-                self.send_lines(proto.server_line(str(line)))
-                continue
             if not line.strip():
                 # El enunciado sugiere getpeername(): "host:puerto" es único.
                 host, port = self.sock.getpeername()[:2]
@@ -196,13 +201,9 @@ class Session:
     def fund(self) -> bool:
         """Pregunta el saldo inicial hasta recibir un entero válido y abre la cuenta."""
         while True:
-            self.send_lines(proto.ASK_BALANCE)
-            line = self.next_line()
+            line = self.ask(proto.ASK_BALANCE)
             if line is None:
                 return False
-            if isinstance(line, proto.ProtocolError):
-                self.send_lines(proto.server_line(str(line)))
-                continue
             try:
                 balance = proto.parse_amount(line, allow_zero=True, what="balance")
             except proto.ProtocolError as exc:
