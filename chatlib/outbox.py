@@ -46,6 +46,7 @@ class Outbox:
         self._pending = bytearray()
         self.closed = False
         self.sealed = False
+        self.overflowed = False
         self.closed_reason: str | None = None
 
     def fileno(self) -> int:
@@ -79,7 +80,7 @@ class Outbox:
                     return True
                 schedule = True
             if len(self._pending) + len(data) > self.limit:
-                overflowed = True
+                overflowed = self.overflowed = True
                 self._close_locked(f"stopped reading (more than {self.limit} bytes queued)")
             else:
                 self._pending += data

@@ -326,7 +326,6 @@ class Session:
 
     def leave(self, reason: str) -> None:
         """Despedida y limpieza; se ejecuta siempre, termine como termine la conexión."""
-        overflow = self.outbox.closed_reason if self.outbox.closed else None
         was_member = self.server.remove_session(self)
         if reason == "quit":
             self.send_lines(proto.GOODBYE, last=True)
@@ -336,10 +335,10 @@ class Session:
         if was_member and self.identifier is not None:
             line = proto.disconnected_line(self.identifier)
             self.server.console(line)
-            if overflow is not None:
-                log.warning("%s was disconnected: %s", self.identifier, overflow)
+            if self.outbox.overflowed:
+                log.warning("%s was disconnected: %s", self.identifier, self.outbox.closed_reason)
             else:
-                log.info("%s disconnected: %s", self.identifier, reason)
+                log.info("%s disconnected: %s", self.identifier, self.outbox.closed_reason or reason)
             if not self.server.stopping:
                 batch = Batch(self)
                 batch.broadcast(line)

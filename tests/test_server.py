@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import socket
@@ -218,7 +219,10 @@ def test_full_chat_refuses_newcomers(make_server: Callable[..., ChatServer]) -> 
         client.close()
 
 
-def test_stalled_reader_is_cut_off_without_slowing_others(make_server: Callable[..., ChatServer]) -> None:
+def test_stalled_reader_is_cut_off_without_slowing_others(
+    make_server: Callable[..., ChatServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatlib.server")
     srv = make_server(queue_limit=64 * 1024)
     stalled_sock = socket.create_connection(srv.address)
     stalled_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -241,6 +245,7 @@ def test_stalled_reader_is_cut_off_without_slowing_others(make_server: Callable[
         received = [line for line in reader.lines if line.startswith("sender: ")]
         assert received == [f"sender: {i} {payload}" for i in range(sent)]
     assert "[SERVER] Client: sleepy disconnected!" in srv.console_lines
+    assert "sleepy was disconnected: stopped reading (more than 65536 bytes queued)" in caplog.text
     stalled_sock.close()
     for client in (*readers, sender):
         client.close()
