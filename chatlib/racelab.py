@@ -28,13 +28,17 @@ Definiciones usadas en los resultados:
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds
+from chatlib.client import ChatClient
+from chatlib.server import ChatServer
 from chatlib.strategies import STRATEGIES, DeadlockDetected, make_bank
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "InterleavingResult",
     "LabTimeout",
     "Scenario",
+    "SocketDemoResult",
     "StepEvent",
     "TransferOutcome",
     "TrialResult",
@@ -52,6 +57,7 @@ __all__ = [
     "lost_update_demo",
     "run_experiment",
     "run_interleaving",
+    "run_socket_demo",
     "run_trial",
     "summarize",
 ]
@@ -521,3 +527,97 @@ def summarize(results: Iterable[TrialResult]) -> dict[tuple[str, int], dict[str,
             "deadlocks": sum(r.deadlocks for r in group) / n,
         }
     return summary
+
+
+_FUNDS_RE = re.compile(re.escape(proto.SERVER_PREFIX) + r"You have (-?\d+) dollars\.$")
+_SENT_PREFIX = proto.SERVER_PREFIX + "You transferred "
+
+
+@dataclass(frozen=True)
+class SocketDemoResult:
+    """La demostración por sockets: lo que cada usuario ve con ``:funds`` al final."""
+
+    label: str
+    clients: int
+    sent: int
+    confirmed: int
+    rejected: int
+    expected_total: int
+    reported: dict[str, int]
+    bank_total: int
+    lost_updates: int
+    elapsed: float
+
+    @property
+    def reported_total(self) -> int:
+        return sum(self.reported.values())
+
+    @property
+    def money_error(self) -> int:
+        return self.reported_total - self.expected_total
+
+
+def run_socket_demo(
+    bank: Bank | None = None,
+    *,
+    label: str = "",
+    clients: int = 6,
+    transfers_per_client: int = 10,
+    balance: int = 1_000,
+    timeout: float = 20.0,
+) -> SocketDemoResult:
+    """Un servidor real en 127.0.0.1 y ``clients`` clientes en proceso transfiriendo en anillo.
+
+    El cliente ``i`` envía de una vez todas sus transferencias a ``i + 1`` (con
+    montos distintos por cliente, para que las pérdidas no se compensen por
+    casualidad). Cada cuenta recibe así débitos de su dueño y abonos de su
+    vecino en hilos distintos del servidor: sin lock, se pisan. Cuando todos
+    recibieron sus confirmaciones, cada uno pregunta ``:funds`` y se suma lo
+    que el servidor le dice a cada usuario. ``bank=None`` usa el banco normal.
+    """
+    with ChatServer("127.0.0.1", 0, bank=bank, console=None) as server:
+        names = [f"user{i}" for i in range(clients)]
+        members: list[ChatClient] = []
+        try:
+            for name in names:
+                members.append(ChatClient.join(server.address, name, balance, timeout=timeout))
+            began = time.perf_counter()
+            for i, member in enumerate(members):
+                target = names[(i + 1) % clients]
+                for _ in range(transfers_per_client):
+                    member.send(f":t - {target} - {i + 3}")
+            outcomes: list[str] = []
+            for member in members:
+                for _ in range(transfers_per_client):
+                    outcomes.append(
+                        member.expect(
+                            lambda line: line.startswith(_SENT_PREFIX) or line == proto.INSUFFICIENT_FUNDS,
+                            timeout,
+                        )
+                    )
+            elapsed = time.perf_counter() - began
+            reported: dict[str, int] = {}
+            for name, member in zip(names, members):
+                member.send(":funds")
+                match = _FUNDS_RE.match(member.expect(_FUNDS_RE, timeout))
+                assert match is not None
+                reported[name] = int(match.group(1))
+            bank_total = server.bank.total()
+        finally:
+            for member in members:
+                try:
+                    member.quit(timeout)
+                except (OSError, TimeoutError):
+                    member.close()
+        return SocketDemoResult(
+            label=label or type(server.bank).__name__,
+            clients=clients,
+            sent=clients * transfers_per_client,
+            confirmed=sum(1 for line in outcomes if line.startswith(_SENT_PREFIX)),
+            rejected=sum(1 for line in outcomes if line == proto.INSUFFICIENT_FUNDS),
+            expected_total=clients * balance,
+            reported=reported,
+            bank_total=bank_total,
+            lost_updates=getattr(server.bank, "stale_writes", 0),
+            elapsed=elapsed,
+        )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import threading
+
 import pytest
+
+from chatlib import protocol as proto
+from chatlib.bank import Bank
+from chatlib.client import ChatClient
+from chatlib.server import ChatServer
 
 from chatlib.racelab import (
     DEADLOCK_SCENARIO,
@@ -13,10 +21,11 @@ from chatlib.racelab import (
     lost_update_demo,
     run_experiment,
     run_interleaving,
+    run_socket_demo,
     run_trial,
     summarize,
 )
-from chatlib.strategies import STRATEGIES
+from chatlib.strategies import STRATEGIES, UnsafeBank, make_bank
 
 LOCKED = ["coarse", "naive", "ordered"]
 
@@ -169,3 +178,65 @@ def test_run_experiment_grid_and_summary() -> None:
     assert set(summary) == {("coarse", 1), ("coarse", 2), ("ordered", 1), ("ordered", 2)}
     assert all(row["broken_trials"] == 0 for row in summary.values())
     assert results[0].as_dict()["strategy"] == "coarse"
+
+
+FUNDS = re.compile(re.escape(proto.SERVER_PREFIX) + r"You have (-?\d+) dollars\.$")
+
+
+def two_credits_to_hub(bank: Bank) -> int:
+    """``x`` y ``y`` le transfieren a ``hub`` a la vez por sockets; retorna el ``:funds`` de hub."""
+    with ChatServer("127.0.0.1", 0, bank=bank, console=None) as server:
+        clients = [ChatClient.join(server.address, name, funds) for name, funds in (("hub", 0), ("x", 10), ("y", 10))]
+        hub, x, y = clients
+        try:
+            x.send(":t - hub - 5")
+            y.send(":t - hub - 7")
+            x.expect(proto.transfer_sent_line(5, "hub", 5))
+            y.expect(proto.transfer_sent_line(7, "hub", 3))
+            hub.expect_all([proto.transfer_received_line("x", 5), proto.transfer_received_line("y", 7)])
+            hub.send(":funds")
+            match = FUNDS.match(hub.expect(FUNDS))
+            assert match is not None
+            return int(match.group(1))
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_socket_unsafe_bank_loses_a_credit_under_a_forced_interleaving() -> None:
+    """Los dos hilos del servidor leen el saldo de hub antes de que cualquiera lo escriba."""
+    both_read = threading.Barrier(2)
+    pending = [2]
+    guard = threading.Lock()
+
+    def hook(thread: str, step: str, account: str, value: int) -> None:
+        if step == "read" and account == "hub":
+            with guard:
+                armed = pending[0] > 0
+                pending[0] -= 1
+            if armed:
+                both_read.wait(10)
+
+    bank = UnsafeBank(step_hook=hook)
+    hub_funds = two_credits_to_hub(bank)
+    assert hub_funds in (5, 7), "hub was told about 12 dollars but holds only one of the credits"
+    assert bank.stale_writes == 1
+
+
+@pytest.mark.parametrize("strategy", LOCKED)
+def test_socket_locked_banks_keep_both_credits(strategy: str) -> None:
+    assert two_credits_to_hub(make_bank(strategy)) == 12
+
+
+def test_socket_default_server_conserves_money_under_load() -> None:
+    result = run_socket_demo(clients=8, transfers_per_client=25)
+    assert result.confirmed == 200
+    assert result.money_error == 0
+    assert result.bank_total == result.reported_total == 8_000
+
+
+def test_socket_unsafe_server_breaks_conservation() -> None:
+    result = run_socket_demo(UnsafeBank(window=0.005), clients=6, transfers_per_client=8)
+    assert result.confirmed == 48
+    assert result.lost_updates > 0
+    assert result.bank_total == result.reported_total
