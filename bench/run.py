@@ -1,0 +1,624 @@
+"""Benchmark: servidor con un hilo por conexión (A) contra la referencia asyncio (B).
+
+Uso: ``.venv/bin/python bench/run.py`` (completo, unos minutos) o ``--quick``.
+
+Cada medición arranca un servidor nuevo como proceso aparte en 127.0.0.1, lo
+carga desde este proceso con sockets no bloqueantes (``bench/driver.py``) y lo
+detiene. Las corridas alternan A y B (A B, luego B A) para que una deriva de la
+máquina no favorezca a uno; se informa la mediana de las repeticiones y la
+razón A/B. Salidas: una tabla en la terminal, ``bench/results/results.csv``
+(cada medición cruda), ``bench/results/summary.md`` y dos gráficos PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Ejecutado como script: el paquete ``bench`` está en la raíz del repositorio.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import driver, servers  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+A, B = "threaded", "asyncio"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Tamaños de una corrida; ``FULL`` es la que se publica."""
+
+    ns: tuple[int, ...]
+    repeats: int
+    flood_deliveries: int  # entregas por corrida de inundación (M = esto / N)
+    latency_messages: int
+    rate_hz: float
+    joins: int
+    join_concurrency: int
+    transfer_clients: int
+    transfers_per_client: int
+    stall_clients: int
+    stall_messages: int
+    stall_burst_held: int  # llena el kernel del lector colgado sin pasar el límite de cola
+    stall_burst_overflow: int  # supera el límite: el servidor debe cortarlo
+
+
+FULL = Config(
+    ns=(10, 100, 1000),
+    repeats=2,
+    flood_deliveries=10_000_000,
+    latency_messages=120,
+    rate_hz=20.0,
+    joins=2000,
+    join_concurrency=32,
+    transfer_clients=100,
+    transfers_per_client=500,
+    stall_clients=100,
+    stall_messages=100,
+    stall_burst_held=3_400_000,
+    stall_burst_overflow=6 << 20,
+)
+QUICK = Config(
+    ns=(10, 100, 1000),
+    repeats=1,
+    flood_deliveries=1_000_000,
+    latency_messages=40,
+    rate_hz=20.0,
+    joins=300,
+    join_concurrency=32,
+    transfer_clients=20,
+    transfers_per_client=100,
+    stall_clients=100,
+    stall_messages=40,
+    stall_burst_held=3_400_000,
+    stall_burst_overflow=6 << 20,
+)
+
+
+class Recorder:
+    """Acumula filas ``(escenario, parámetro, servidor, repetición, métrica, valor)``."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, scenario: str, param: str, server: str, rep: int, **metrics: float | int | bool | str) -> None:
+        for metric, value in metrics.items():
+            self.rows.append(
+                {"scenario": scenario, "param": param, "server": server, "rep": rep, "metric": metric, "value": value}
+            )
+
+    def values(self, scenario: str, param: str, server: str, metric: str) -> list[float]:
+        return [
+            float(r["value"])
+            for r in self.rows
+            if (r["scenario"], r["param"], r["server"], r["metric"]) == (scenario, param, server, metric)
+            and isinstance(r["value"], (int, float))
+        ]
+
+    def median(self, scenario: str, param: str, server: str, metric: str) -> float:
+        return driver.summarize(self.values(scenario, param, server, metric))
+
+    def worst(self, scenario: str, param: str, server: str, metric: str) -> float:
+        values = self.values(scenario, param, server, metric)
+        return max(values) if values else float("nan")
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["metric"] == "error"]
+
+
+def alternating(kinds: list[str], repeats: int) -> Iterator[tuple[int, str]]:
+    """A B, B A, A B...: cada servidor corre primero la mitad de las veces."""
+    for rep in range(repeats):
+        order = kinds if rep % 2 == 0 else list(reversed(kinds))
+        for kind in order:
+            yield rep, kind
+
+
+def measure(
+    rec: Recorder,
+    scenario: str,
+    param: str,
+    kind: str,
+    rep: int,
+    max_clients: int,
+    body: Callable[[servers.ServerProcess], dict[str, float | int | bool]],
+) -> None:
+    """Arranca un servidor nuevo, ejecuta ``body`` y lo detiene pase lo que pase."""
+    label = f"{scenario:<10} {param:<10} {kind:<9} rep {rep}"
+    print(f"  {label} ...", end="", flush=True)
+    started = time.perf_counter()
+    try:
+        with servers.ServerProcess(kind, max_clients) as server:
+            base = server.sample()
+            metrics = body(server)
+            metrics.setdefault("base_threads", base.threads)
+    except Exception as exc:  # noqa: BLE001 - se registra y se sigue con lo demás
+        rec.add(scenario, param, kind, rep, error=f"{type(exc).__name__}: {exc}")
+        print(f" ERROR {type(exc).__name__}: {exc}", flush=True)
+        return
+    rec.add(scenario, param, kind, rep, **metrics)
+    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k in _SHOWN)
+    print(f" {time.perf_counter() - started:5.1f}s  {shown}", flush=True)
+
+
+_SHOWN = {"deliveries_per_s", "p50_ms", "p99_ms", "lost", "joins_per_s", "transfers_per_s", "conserved", "cut"}
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+class Probe:
+    """Toma fotos de ``/proc`` del servidor en las etapas que marca el escenario."""
+
+    def __init__(self, server: servers.ServerProcess) -> None:
+        self.server = server
+        self.samples: dict[str, servers.ProcSample] = {"start": server.sample()}
+
+    def __call__(self, stage: str) -> None:
+        self.samples[stage] = self.server.sample()
+
+
+# --- escenarios ---------------------------------------------------------------------
+
+
+def run_fanout(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    print("fan-out throughput (one sender floods, N receivers)")
+    for n in cfg.ns:
+        messages = max(10, cfg.flood_deliveries // n)
+
+        def body(server: servers.ServerProcess, n: int = n, messages: int = messages) -> dict[str, Any]:
+            probe = Probe(server)
+            res = driver.fanout_throughput(server.address, n, messages, hook=probe)
+            start, joined, done = probe.samples["start"], probe.samples["joined"], probe.samples["done"]
+            cpu = done.cpu_seconds - joined.cpu_seconds
+            return {
+                "deliveries_per_s": res.deliveries_per_second,
+                "seconds": res.seconds,
+                "messages": messages,
+                "expected": res.delivery.expected,
+                "lost": res.delivery.lost,
+                "corrupt": res.delivery.out_of_order,
+                "server_cpu_s": cpu,
+                "server_cpu_us_per_delivery": cpu / max(1, res.delivery.delivered) * 1e6,
+                "threads_connected": joined.threads,
+                "rss_start_kib": start.rss_kib,
+                "rss_connected_kib": joined.rss_kib,
+                "rss_per_client_kib": (joined.rss_kib - start.rss_kib) / (n + 1),
+            }
+
+        for rep, kind in alternating(kinds, cfg.repeats):
+            measure(rec, "fanout", str(n), kind, rep, n + 16, body)
+
+
+def run_latency(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    print(f"delivery latency (sender paced at {cfg.rate_hz:g} msg/s, N receivers)")
+    for n in cfg.ns:
+
+        def body(server: servers.ServerProcess, n: int = n) -> dict[str, Any]:
+            probe = Probe(server)
+            res = driver.fanout_latency(server.address, n, cfg.latency_messages, rate_hz=cfg.rate_hz, hook=probe)
+            return {
+                "p50_ms": res.p50_ms,
+                "p99_ms": res.p99_ms,
+                "max_ms": res.max_ms,
+                "samples": res.samples,
+                "expected": res.delivery.expected,
+                "lost": res.delivery.lost,
+                "corrupt": res.delivery.out_of_order,
+                "server_cpu_s": probe.samples["done"].cpu_seconds - probe.samples["joined"].cpu_seconds,
+            }
+
+        for rep, kind in alternating(kinds, cfg.repeats):
+            measure(rec, "latency", str(n), kind, rep, n + 16, body)
+
+
+def _wait_baseline(server: servers.ServerProcess, base: servers.ProcSample, timeout: float) -> tuple[servers.ProcSample, float]:
+    """Espera (acotado) a que hilos y descriptores vuelvan a la línea base."""
+    start = time.perf_counter()
+    now = server.sample()
+    while (now.threads, now.fds) != (base.threads, base.fds) and time.perf_counter() - start < timeout:
+        time.sleep(0.05)
+        now = server.sample()
+    return now, time.perf_counter() - start
+
+
+def run_joins(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    print(f"joins (connect + handshake + :q), {cfg.joins} clients, {cfg.join_concurrency} at a time")
+
+    def body(server: servers.ServerProcess) -> dict[str, Any]:
+        driver.joins(server.address, 4, concurrency=2)  # calentamiento: imports y cachés perezosos
+        base, _ = _wait_baseline(server, server.sample(), 0.0)
+        time.sleep(0.2)
+        base = server.sample()
+        res = driver.joins(server.address, cfg.joins, concurrency=cfg.join_concurrency)
+        after, settle = _wait_baseline(server, base, 5.0)
+        return {
+            "joins_per_s": res.joins_per_second,
+            "joins": res.joins,
+            "failures": res.failures,
+            "threads_base": base.threads,
+            "threads_after": after.threads,
+            "fds_base": base.fds,
+            "fds_after": after.fds,
+            "back_to_baseline": (after.threads, after.fds) == (base.threads, base.fds),
+            "settle_s": settle,
+        }
+
+    for rep, kind in alternating(kinds, cfg.repeats):
+        measure(rec, "joins", str(cfg.joins), kind, rep, cfg.join_concurrency * 4 + 16, body)
+
+
+def run_transfers(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    total = cfg.transfer_clients * cfg.transfers_per_client
+    print(f"transfers ({cfg.transfer_clients} clients x {cfg.transfers_per_client} ':t' each, all at once)")
+
+    def body(server: servers.ServerProcess) -> dict[str, Any]:
+        res = driver.transfers(server.address, cfg.transfer_clients, cfg.transfers_per_client)
+        return {
+            "transfers_per_s": res.transfers_per_second,
+            "transfers": res.transfers,
+            "succeeded": res.succeeded,
+            "insufficient": res.insufficient,
+            "funds_before": res.funds_before,
+            "funds_after": res.funds_after,
+            "expected_total": res.expected_total,
+            "replies_missing": res.replies_missing,
+            "conserved": res.conserved,
+        }
+
+    for rep, kind in alternating(kinds, cfg.repeats):
+        measure(rec, "transfers", str(total), kind, rep, cfg.transfer_clients + 16, body)
+
+
+STALL_VARIANTS = ("none", "held", "overflow")
+
+
+def run_stall(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    print(f"stalled reader among {cfg.stall_clients} clients (burst, then {cfg.rate_hz:g} msg/s paced)")
+    for variant in STALL_VARIANTS:
+        burst = cfg.stall_burst_overflow if variant == "overflow" else cfg.stall_burst_held
+
+        def body(server: servers.ServerProcess, variant: str = variant, burst: int = burst) -> dict[str, Any]:
+            res = driver.stalled_reader(
+                server.address,
+                cfg.stall_clients,
+                stalled=variant != "none",
+                burst_bytes=burst,
+                messages=cfg.stall_messages,
+                rate_hz=cfg.rate_hz,
+            )
+            return {
+                "p50_ms": res.latency.p50_ms,
+                "p99_ms": res.latency.p99_ms,
+                "max_ms": res.latency.max_ms,
+                "burst_s": res.burst_seconds,
+                "lost": res.latency.delivery.lost + res.burst_delivery.lost,
+                "corrupt": res.latency.delivery.out_of_order + res.burst_delivery.out_of_order,
+                "cut": res.stalled_cut,
+            }
+
+        for rep, kind in alternating(kinds, cfg.repeats):
+            measure(rec, "stall", variant, kind, rep, cfg.stall_clients + 16, body)
+
+
+# --- informe ------------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
+
+
+def _num(value: float, digits: int = 0) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
+    """Tablas markdown con la mediana por servidor y la razón A/B."""
+    two = kinds == [A, B]
+    out: list[str] = []
+
+    def table(title: str, note: str, header: list[str], rows: list[list[str]]) -> None:
+        out.extend([f"### {title}", "", note, ""])
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|")
+        out.extend("| " + " | ".join(row) + " |" for row in rows)
+        out.append("")
+
+    def cols(scenario: str, param: str, metric: str, digits: int = 0) -> list[str]:
+        values = [rec.median(scenario, param, k, metric) for k in kinds]
+        cells = [_num(v, digits) for v in values]
+        if two:
+            cells.append(_num(ratio(values[0], values[1]), 2))
+        return cells
+
+    names = [f"{k}" for k in kinds] + (["A/B"] if two else [])
+
+    def lost(scenario: str, param: str) -> str:
+        parts = []
+        for k in kinds:
+            total = sum(rec.values(scenario, param, k, "lost")) + sum(rec.values(scenario, param, k, "corrupt"))
+            errs = sum(1 for r in rec.errors() if (r["scenario"], r["param"], r["server"]) == (scenario, param, k))
+            parts.append(f"{int(total)}" + (f" +{errs} err" if errs else ""))
+        return " / ".join(parts)
+
+    rows = []
+    for n in cfg.ns:
+        p = str(n)
+        rows.append(
+            [p, *cols("fanout", p, "deliveries_per_s"), *cols("fanout", p, "server_cpu_us_per_delivery", 3), lost("fanout", p)]
+        )
+    table(
+        "Fan-out throughput (deliveries/s, higher is better)",
+        f"One sender floods N receivers with {cfg.flood_deliveries:,} deliveries per run; "
+        "server CPU is µs of server process CPU per delivery (lower is better).",
+        ["N", *[f"{n} deliv/s" for n in names], *[f"{n} CPU µs/deliv" for n in names], "lost (A / B)"],
+        rows,
+    )
+
+    rows = []
+    for n in cfg.ns:
+        p = str(n)
+        rows.append([p, *cols("latency", p, "p50_ms", 2), *cols("latency", p, "p99_ms", 2), lost("latency", p)])
+    table(
+        f"Delivery latency (ms, sender paced at {cfg.rate_hz:g} msg/s, lower is better)",
+        f"{cfg.latency_messages} messages per run; every receiver timestamps every message.",
+        ["N", *[f"{n} p50" for n in names], *[f"{n} p99" for n in names], "lost (A / B)"],
+        rows,
+    )
+
+    rows = []
+    for n in cfg.ns:
+        p = str(n)
+        rows.append(
+            [p, *cols("fanout", p, "rss_per_client_kib", 1), *cols("fanout", p, "threads_connected"), lost("fanout", p)]
+        )
+    table(
+        "Memory and threads with N+1 clients connected",
+        "RSS growth from an idle server to N+1 joined clients, divided by N+1 (KiB per client); "
+        "threads of the server process while they are connected.",
+        ["N", *[f"{n} KiB/client" for n in names], *[f"{n} threads" for n in names], "lost (A / B)"],
+        rows,
+    )
+
+    p = str(cfg.joins)
+    rows = [["joins/s", *cols("joins", p, "joins_per_s")]]
+    for metric in ("threads_base", "threads_after", "fds_base", "fds_after", "failures"):
+        rows.append([metric, *cols("joins", p, metric)])
+    rows.append(
+        [
+            "back to baseline (all runs)",
+            *[str(all(v == 1.0 for v in rec.values("joins", p, k, "back_to_baseline")) and bool(rec.values("joins", p, k, "back_to_baseline"))) for k in kinds],
+            *([""] if two else []),
+        ]
+    )
+    table(
+        "Joins (connect + handshake + :q)",
+        f"{cfg.joins} clients, {cfg.join_concurrency} in flight; thread and descriptor counts of the "
+        "server before and after (waiting up to 5 s for them to settle).",
+        ["metric", *names],
+        rows,
+    )
+
+    p = str(cfg.transfer_clients * cfg.transfers_per_client)
+    rows = [["transfers/s", *cols("transfers", p, "transfers_per_s")]]
+    for metric in ("succeeded", "insufficient", "funds_before", "funds_after", "expected_total", "replies_missing"):
+        rows.append([metric, *cols("transfers", p, metric)])
+    rows.append(
+        [
+            "money conserved (all runs)",
+            *[str(bool(rec.values("transfers", p, k, "conserved")) and all(v == 1.0 for v in rec.values("transfers", p, k, "conserved"))) for k in kinds],
+            *([""] if two else []),
+        ]
+    )
+    table(
+        "Transfers over sockets",
+        f"{cfg.transfer_clients} clients each send {cfg.transfers_per_client} `:t` to random others at once; "
+        "sum of everybody's `:funds` before and after.",
+        ["metric", *names],
+        rows,
+    )
+
+    rows = []
+    for variant in STALL_VARIANTS:
+        cut = " / ".join(
+            str(int(sum(rec.values("stall", variant, k, "cut")))) + f"/{len(rec.values('stall', variant, k, 'cut'))}" for k in kinds
+        )
+        rows.append(
+            [variant, *cols("stall", variant, "p99_ms", 2), *cols("stall", variant, "burst_s", 2), cut, lost("stall", variant)]
+        )
+    table(
+        f"Stalled reader among {cfg.stall_clients} clients",
+        "`none`: everybody reads. `held`: one client never reads and the burst fills its kernel buffers "
+        "but stays under the server's per-client queue limit. `overflow`: the burst exceeds it, so the "
+        "server must cut that client. p99 is the other readers' latency in the paced phase; burst_s is "
+        "how long the burst took to reach every other reader.",
+        ["variant", *[f"{n} p99 ms" for n in names], *[f"{n} burst s" for n in names], "stalled cut (A / B)", "lost (A / B)"],
+        rows,
+    )
+    return out
+
+
+def targets(rec: Recorder, cfg: Config, kinds: list[str]) -> list[tuple[str, bool | None, str]]:
+    """Los objetivos del issue 4, evaluados sobre esta corrida."""
+    if A not in kinds:
+        return []
+    big = str(max(cfg.ns))
+    out: list[tuple[str, bool | None, str]] = []
+
+    def clean(scenario: str, param: str) -> bool:
+        runs = rec.values(scenario, param, A, "lost")
+        bad = sum(rec.values(scenario, param, A, "lost")) + sum(rec.values(scenario, param, A, "corrupt"))
+        errs = [r for r in rec.errors() if (r["scenario"], r["param"], r["server"]) == (scenario, param, A)]
+        return bool(runs) and bad == 0 and not errs
+
+    ok = clean("fanout", big) and clean("latency", big)
+    out.append((f"{big} simultaneous clients chatting, every message delivered", ok, "fan-out and latency runs at N=" + big))
+    if B in kinds and "100" in [str(n) for n in cfg.ns]:
+        a, b = rec.median("fanout", "100", A, "deliveries_per_s"), rec.median("fanout", "100", B, "deliveries_per_s")
+        out.append(("fan-out throughput at 100 clients >= asyncio", a >= b, f"{_num(a)} vs {_num(b)} deliveries/s (A/B {ratio(a, b):.2f})"))
+    a99 = rec.median("latency", big, A, "p99_ms")
+    b99 = rec.median("latency", big, B, "p99_ms") if B in kinds else float("nan")
+    met = a99 < 50 and (math.isnan(b99) or a99 <= b99) and clean("latency", big)
+    out.append((f"p99 < 50 ms at {big} clients (20 msg/s) and <= asyncio p99", met, f"{a99:.2f} ms vs {b99:.2f} ms"))
+    none = rec.median("stall", "none", A, "p99_ms")
+    worst = max(rec.worst("stall", v, A, "p99_ms") for v in ("held", "overflow"))
+    met = (worst - none) < 100 and clean("stall", "held") and clean("stall", "overflow")
+    out.append(("a stalled reader among 100 changes others' p99 by < 100 ms", met, f"{none:.2f} ms -> worst {worst:.2f} ms, all delivered: {clean('stall', 'held') and clean('stall', 'overflow')}"))
+    return out
+
+
+def machine_info() -> list[str]:
+    """Fecha, CPU y versiones, para que la tabla se pueda leer en contexto."""
+
+    def sh(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=servers.ROOT).stdout.strip()
+        except OSError:
+            return "?"
+
+    model = next((line.split(":", 1)[1].strip() for line in sh("lscpu").splitlines() if line.startswith("Model name")), "?")
+    dirty = sh("git", "status", "--porcelain", "--", "chatlib")
+    return [
+        f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- machine: `nproc` = {os.cpu_count()} ({sh('nproc')} usable), {model}, {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; chatlib/server.py at commit "
+        f"`{sh('git', 'log', '-1', '--format=%h', '--', 'chatlib/server.py') or 'uncommitted'}`"
+        + (" (working tree has uncommitted changes in chatlib/)" if dirty else ""),
+    ]
+
+
+def write_outputs(rec: Recorder, cfg: Config, kinds: list[str], lines: list[str], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["scenario", "param", "server", "rep", "metric", "value"])
+        writer.writeheader()
+        writer.writerows(rec.rows)
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot(rec, cfg, kinds, out_dir)
+
+
+def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
+    """Throughput y latencia contra N, los dos servidores en el mismo gráfico."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {A: "tab:blue", B: "tab:orange"}
+    ns = list(cfg.ns)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind in kinds:
+        med = [rec.median("fanout", str(n), kind, "deliveries_per_s") for n in ns]
+        lo = [min(rec.values("fanout", str(n), kind, "deliveries_per_s") or [math.nan]) for n in ns]
+        hi = [max(rec.values("fanout", str(n), kind, "deliveries_per_s") or [math.nan]) for n in ns]
+        ax.plot(ns, med, "o-", color=colors.get(kind), label=kind)
+        ax.fill_between(ns, lo, hi, color=colors.get(kind), alpha=0.2)
+    ax.set(xscale="log", yscale="log", xlabel="receivers N", ylabel="deliveries / s", title="Fan-out throughput (flood)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "throughput.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind in kinds:
+        for metric, style in (("p50_ms", "o--"), ("p99_ms", "s-")):
+            values = [rec.median("latency", str(n), kind, metric) for n in ns]
+            ax.plot(ns, values, style, color=colors.get(kind), label=f"{kind} {metric[:3]}")
+    ax.axhline(50, color="gray", linestyle=":", label="target p99 50 ms")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="receivers N",
+        ylabel="latency (ms)",
+        title=f"Delivery latency, sender paced at {cfg.rate_hz:g} msg/s",
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "latency.png", dpi=120)
+    plt.close(fig)
+
+
+SCENARIOS: dict[str, Callable[[Recorder, Config, list[str]], None]] = {
+    "fanout": run_fanout,
+    "latency": run_latency,
+    "joins": run_joins,
+    "transfers": run_transfers,
+    "stall": run_stall,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (about a minute)")
+    parser.add_argument("--servers", default=f"{A},{B}", help=f"comma list of {A},{B} (default both)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios to run")
+    parser.add_argument("--repeats", type=int, help="override repetitions per server")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder (default bench/results)")
+    args = parser.parse_args(argv)
+
+    cfg = QUICK if args.quick else FULL
+    if args.repeats:
+        cfg = Config(**{**cfg.__dict__, "repeats": args.repeats})
+    kinds = [k for k in args.servers.split(",") if k]
+    if A in kinds and not servers.threaded_available():
+        print("chatlib/server.py does not exist yet: running the asyncio reference only", file=sys.stderr)
+        kinds.remove(A)
+    limit = servers.raise_fd_limit()
+    # SIGTERM -> SystemExit, así los ``finally`` detienen los servidores.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    rec = Recorder()
+    started = time.perf_counter()
+    print(f"servers: {', '.join(kinds)}; fd limit {limit}; {'quick' if args.quick else 'full'} run")
+    for name in args.only.split(","):
+        SCENARIOS[name](rec, cfg, kinds)
+    elapsed = time.perf_counter() - started
+
+    lines = ["## Results", "", *machine_info(), f"- run: `{' '.join(['bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`, {elapsed / 60:.1f} min, "
+             f"{cfg.repeats} repetition(s) per server alternating A/B; medians shown; A = {A} (chatlib.server), B = {B} (bench/async_server.py)", ""]
+    lines += summary_tables(rec, cfg, kinds)
+    goals = targets(rec, cfg, kinds)
+    if goals:
+        lines += ["### Targets (issue 4)", "", "| target | met | measured |", "|---|---|---|"]
+        lines += [f"| {name} | {'yes' if met else 'NO'} | {detail} |" for name, met, detail in goals]
+        lines.append("")
+    if rec.errors():
+        lines += ["### Errors", ""] + [f"- {r['scenario']} {r['param']} {r['server']} rep {r['rep']}: {r['value']}" for r in rec.errors()] + [""]
+    print()
+    print("\n".join(lines))
+    write_outputs(rec, cfg, kinds, lines, args.out)
+    print(f"wrote {args.out}/results.csv, summary.md, throughput.png, latency.png")
+    failed = bool(rec.errors()) or any(
+        r["metric"] in ("lost", "corrupt", "failures", "replies_missing") and r["value"] != 0 for r in rec.rows
+    ) or any(r["metric"] == "conserved" and not r["value"] for r in rec.rows)
+    if failed:
+        print("FAILURE: some message was lost, some run failed or money was not conserved", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

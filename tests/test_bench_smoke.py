@@ -1,0 +1,112 @@
+"""Prueba de humo del benchmark: solo corrección, sin medir tiempos.
+
+Arranca los servidores como procesos (igual que ``bench/run.py``), repite una
+conversación corta contra la referencia asyncio y ejecuta cada escenario del
+generador de carga en tamaño mínimo, verificando que todo mensaje llegó.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import driver, servers  # noqa: E402
+
+KINDS = ["asyncio"] + (["threaded"] if servers.threaded_available() else [])
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def server(request: pytest.FixtureRequest) -> Iterator[servers.ServerProcess]:
+    with servers.ServerProcess(request.param, max_clients=64) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def async_server() -> Iterator[servers.ServerProcess]:
+    with servers.ServerProcess("asyncio", max_clients=8) as proc:
+        yield proc
+
+
+class LineClient:
+    """Cliente bloqueante mínimo: envía líneas y espera líneas exactas (con timeout)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=5)
+        self.file = self.sock.makefile("r", encoding="utf-8", newline="\n")
+
+    def send(self, line: str) -> None:
+        self.sock.sendall((line + "\n").encode())
+
+    def expect(self, line: str) -> None:
+        assert self.file.readline().rstrip("\n") == line
+
+    def join(self, name: str, balance: int) -> None:
+        self.expect("Welcome to the best chat in the universe!")
+        self.expect("[SERVER] Client: What is your identifier?")
+        self.send(name)
+        self.expect("[SERVER] Client: What is your balance?")
+        self.send(str(balance))
+        self.expect(f"[SERVER] Client: The balance of {balance} has been set to your account.")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_async_reference_transcript(async_server: servers.ServerProcess) -> None:
+    alice, bob = LineClient(async_server.address), LineClient(async_server.address)
+    try:
+        alice.join("alice", 10)
+        bob.join("bob", 50)
+        alice.expect("[SERVER] Client: bob connected!")
+        bob.send("hola :smile")
+        alice.expect("bob: hola :~)")
+        bob.send(":funds")  # si el chat le llegara de vuelta a bob, esta línea no sería la primera
+        bob.expect("[SERVER] Client: You have 50 dollars.")
+        bob.send(":t - alice - 20")
+        bob.expect("[SERVER] Client: You transferred 20 dollars to alice. You have 30 dollars.")
+        alice.expect("[SERVER] Client: bob transferred you 20 dollars.")
+        bob.send(":t - alice - 31")
+        bob.expect("[SERVER] Client: You don't have sufficient funds for the transaction.")
+        bob.send(":q")
+        bob.expect("You have been disconnected from the best chat in the universe!")
+        assert bob.file.readline() == ""
+        alice.expect("[SERVER] Client: bob disconnected!")
+        alice.send(":funds")
+        alice.expect("[SERVER] Client: You have 30 dollars.")
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_fanout_throughput_delivers_everything(server: servers.ServerProcess) -> None:
+    result = driver.fanout_throughput(server.address, 3, 200, timeout=10)
+    assert result.delivery.ok, result
+
+
+def test_fanout_latency_delivers_everything(server: servers.ServerProcess) -> None:
+    result = driver.fanout_latency(server.address, 3, 5, rate_hz=50, timeout=5)
+    assert result.delivery.ok, result
+    assert result.samples == 15
+
+
+def test_joins_leave_nothing_behind(server: servers.ServerProcess) -> None:
+    result = driver.joins(server.address, 20, concurrency=4, timeout=10)
+    assert (result.joins, result.failures) == (20, 0)
+
+
+def test_transfers_conserve_money(server: servers.ServerProcess) -> None:
+    result = driver.transfers(server.address, 4, 20, timeout=10)
+    assert result.ok, result
+    assert result.succeeded + result.insufficient == 80
+
+
+def test_stalled_reader_scenario_runs(server: servers.ServerProcess) -> None:
+    result = driver.stalled_reader(server.address, 5, stalled=True, burst_bytes=100_000, messages=4, rate_hz=50)
+    assert result.latency.delivery.ok and result.burst_delivery.ok, result
