@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Construye el informe: ejecuta ``report/informe.ipynb`` y lo exporta a PDF.
+
+Uso (desde la raíz del repositorio)::
+
+    .venv/bin/python report/build.py            # report/informe.pdf
+    .venv/bin/python report/build.py --html     # además report/informe.html
+    .venv/bin/python report/build.py --require-pdf   # falla si no hay TeX
+
+Pasos:
+
+1. Ejecuta el cuaderno con nbclient (directorio de trabajo ``report/``); las
+   celdas ocultas generan figuras en ``report/build/figures`` y los listados
+   leen el código real de ``chatlib``.
+2. Revisa las salidas: un error detiene la construcción; lo escrito en stderr
+   se informa aquí y no llega al PDF.
+3. Exporta con nbconvert (``LatexExporter`` y la plantilla
+   ``report/template/informe``), quitando las celdas con etiquetas ``hide`` /
+   ``hide-input`` (``TagRemovePreprocessor``).
+4. Compila con XeLaTeX en ``report/build`` hasta que las referencias cruzadas
+   (índice, figuras, «página N de M») se estabilizan, y copia el PDF a
+   ``report/informe.pdf``.
+
+Sin XeLaTeX o sin pandoc el script dice qué paquetes instalar y produce igual
+``report/informe.html``; en ese caso el código de salida es distinto de cero
+solo si ni siquiera el HTML se pudo generar (o si se pidió ``--require-pdf``).
+Con TeX instalado, un fallo de compilación sí es un error (código 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPORT_DIR = Path(__file__).resolve().parent
+ROOT = REPORT_DIR.parent
+NOTEBOOK = REPORT_DIR / "informe.ipynb"
+BUILD_DIR = REPORT_DIR / "build"
+TEMPLATE_DIR = REPORT_DIR / "template"
+PDF_OUT = REPORT_DIR / "informe.pdf"
+HTML_OUT = REPORT_DIR / "informe.html"
+DEBIAN_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
+MONTHS = (
+    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
+).split()
+
+sys.path.insert(0, str(REPORT_DIR))
+
+
+def log(message: str) -> None:
+    print(f"[informe] {message}", flush=True)
+
+
+def spanish_date(day: dt.date) -> str:
+    """«27 de noviembre de 2026»."""
+    return f"{day.day} de {MONTHS[day.month - 1]} de {day.year}"
+
+
+def missing_tools() -> list[str]:
+    """Programas externos que faltan para el PDF."""
+    return [tool for tool in ("xelatex", "pandoc") if shutil.which(tool) is None]
+
+
+def resolve_metadata(nb) -> None:
+    """Completa ``metadata.informe``: la fecha vacía es la de hoy."""
+    info = nb.metadata.setdefault("informe", {})
+    if not info.get("date"):
+        info["date"] = spanish_date(dt.date.today())
+
+
+def execute(nb, timeout: int) -> None:
+    """Ejecuta el cuaderno con el directorio de trabajo en ``report/``."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(REPORT_DIR)}},
+        allow_errors=False,
+    )
+    client.execute()
+
+
+def check_outputs(nb) -> None:
+    """Rechaza errores; quita (e informa) lo que se haya escrito en stderr."""
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                problems.append(f"celda {index}: {output.ename}: {output.evalue}")
+                continue
+            if output.output_type == "stream" and output.name == "stderr":
+                log(f"aviso: la celda {index} escribió en stderr (no va al informe):")
+                for line in output.text.rstrip().splitlines():
+                    log(f"    {line}")
+                continue
+            kept.append(output)
+        cell.outputs = kept
+    if problems:
+        raise RuntimeError("el cuaderno terminó con errores:\n" + "\n".join(problems))
+
+
+def hyphenation_words(nb) -> str:
+    """Excepciones de guionado castellano para el texto del informe."""
+    from hyphenation_es import hyphenation_list
+
+    texts = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            texts.append(cell.source)
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                texts.append(data.get("text/markdown", ""))
+                texts.append(data.get("text/x-informe-prose", ""))
+    return hyphenation_list(texts)
+
+
+def _tag_remover():
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    return TagRemovePreprocessor(
+        remove_cell_tags={"hide", "remove_cell"},
+        remove_input_tags={"hide-input", "remove_input"},
+        remove_all_outputs_tags={"hide-output", "remove_output"},
+        enabled=True,
+    )
+
+
+def export_latex(nb) -> Path:
+    """Escribe ``build/informe.tex`` (y los archivos de salida) con la plantilla propia."""
+    from nbconvert import LatexExporter
+
+    exporter = LatexExporter(
+        template_name="informe",
+        extra_template_basedirs=[str(TEMPLATE_DIR)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    exporter.register_preprocessor(_tag_remover(), enabled=True)
+    resources = {
+        "metadata": {"name": "informe", "path": str(REPORT_DIR)},
+        "output_files_dir": "informe_files",
+        "informe_hyphenation": hyphenation_words(nb),
+    }
+    body, resources = exporter.from_notebook_node(nb, resources=resources)
+    tex = BUILD_DIR / "informe.tex"
+    tex.write_text(body, encoding="utf-8")
+    for name, data in resources.get("outputs", {}).items():
+        target = BUILD_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return tex
+
+
+def run_xelatex(tex: Path, max_runs: int = 4) -> Path:
+    """Compila hasta que no haya referencias pendientes; devuelve el PDF."""
+    logfile = tex.with_suffix(".log")
+    for run in range(1, max_runs + 1):
+        proc = subprocess.run(
+            ["xelatex", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", tex.name],
+            cwd=tex.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        if proc.returncode != 0:
+            errors = [line for line in proc.stdout.splitlines() if line.startswith(("!", "./", "l."))]
+            tail = "\n".join(errors[-15:] or proc.stdout.splitlines()[-30:])
+            raise RuntimeError(f"xelatex falló (pasada {run}); ver {logfile}:\n{tail}")
+        text = logfile.read_text(encoding="utf-8", errors="replace")
+        if run >= 2 and not re.search(r"Rerun to get|Label\(s\) may have changed|undefined references", text):
+            break
+    report_log(logfile)
+    return tex.with_suffix(".pdf")
+
+
+def report_log(logfile: Path) -> None:
+    """Resume los defectos tipográficos que quedan (cajas desbordadas, glifos)."""
+    text = logfile.read_text(encoding="utf-8", errors="replace")
+    overfull = re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)[^\n]*", text)
+    big = [float(x) for x in overfull if float(x) > 2.0]
+    missing = sorted(set(re.findall(r"Missing character: There is no (.) ", text)))
+    undefined = re.findall(r"LaTeX Warning: (?:Reference|Citation) `([^']+)' .* undefined", text)
+    log(f"cajas desbordadas: {len(overfull)} (más de 2 pt: {len(big)})")
+    if missing:
+        log(f"aviso: glifos ausentes en la fuente: {' '.join(missing)}")
+    if undefined:
+        log(f"aviso: referencias sin definir: {', '.join(sorted(set(undefined)))}")
+
+
+def export_html(nb) -> Path:
+    """Versión HTML (sin código de celdas), para cuando no hay TeX."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    exporter.register_preprocessor(_tag_remover(), enabled=True)
+    nb = copy.deepcopy(nb)
+    info = nb.metadata.get("informe", {})
+    cover = [f"# {info.get('title', 'Informe')}", ""]
+    for key in ("institution", "faculty", "department", "course"):
+        if info.get(key):
+            cover.append(f"**{info[key]}**  ")
+    cover.append("")
+    if info.get("authors"):
+        cover.append("**Integrantes:** " + ", ".join(info["authors"]) + "  ")
+    for entry in info.get("staff", []):
+        cover.append(f"**{entry['role']}:** " + ", ".join(entry["names"]) + "  ")
+    if info.get("date"):
+        cover.append(f"**{info.get('date_label', 'Fecha')}:** {info['date']}")
+    import nbformat
+
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("\n".join(cover)))
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": "informe"}})
+    HTML_OUT.write_text(body, encoding="utf-8")
+    return HTML_OUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--html", action="store_true", help="generar también report/informe.html")
+    parser.add_argument("--require-pdf", action="store_true",
+                        help="código de salida 1 si no se pudo generar el PDF")
+    parser.add_argument("--timeout", type=int, default=300, help="segundos por celda")
+    args = parser.parse_args(argv)
+
+    import nbformat
+
+    started = time.monotonic()
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(BUILD_DIR / "figures", ignore_errors=True)
+    shutil.rmtree(BUILD_DIR / "informe_files", ignore_errors=True)
+    (BUILD_DIR / "figures").mkdir(parents=True)
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    resolve_metadata(nb)
+    log(f"ejecutando {NOTEBOOK.relative_to(ROOT)} …")
+    try:
+        execute(nb, args.timeout)
+        check_outputs(nb)
+    except Exception as exc:  # noqa: BLE001 - se informa y se sale con error
+        log(f"ERROR al ejecutar el cuaderno: {exc}")
+        return 1
+    nbformat.write(nb, BUILD_DIR / "informe.executed.ipynb")
+    log(f"cuaderno ejecutado en {time.monotonic() - started:.1f} s")
+
+    pdf_ok = False
+    missing = missing_tools()
+    if missing:
+        log(f"ERROR: falta {', '.join(missing)}; no se puede generar el PDF.")
+        log(f"En Debian/Ubuntu instale: sudo apt-get install {DEBIAN_PACKAGES}")
+        log("Se genera igualmente la versión HTML: report/informe.html")
+    else:
+        try:
+            tex = export_latex(nb)
+            log(f"LaTeX escrito en {tex.relative_to(ROOT)}; compilando con xelatex …")
+            pdf = run_xelatex(tex)
+            shutil.copyfile(pdf, PDF_OUT)
+            pdf_ok = True
+            log(f"PDF listo: {PDF_OUT.relative_to(ROOT)} ({time.monotonic() - started:.1f} s en total)")
+        except Exception as exc:  # noqa: BLE001
+            log(f"ERROR al generar el PDF: {exc}")
+
+    if args.html or not pdf_ok:
+        try:
+            html = export_html(nb)
+            log(f"HTML listo: {html.relative_to(ROOT)}")
+        except Exception as exc:  # noqa: BLE001
+            log(f"ERROR: tampoco se pudo generar el HTML: {exc}")
+            return 1
+    if not pdf_ok and (args.require_pdf or not missing):
+        # Con TeX instalado, un PDF fallido es un error de verdad.
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
