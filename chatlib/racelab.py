@@ -39,7 +39,7 @@ from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds
 from chatlib.client import ChatClient
 from chatlib.server import ChatServer
-from chatlib.strategies import STRATEGIES, DeadlockDetected, make_bank
+from chatlib.strategies import DEFAULT_LOCK_TIMEOUT, STRATEGIES, DeadlockDetected, make_bank
 
 __all__ = [
     "DEADLOCK_SCENARIO",
@@ -407,7 +407,7 @@ def run_trial(
     seed: int = 0,
     trial: int = 0,
     window: float = 0.0,
-    lock_timeout: float = 0.05,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     join_timeout: float = 60.0,
 ) -> TrialResult:
     """Un ensayo: cada hilo ejecuta su propio plan aleatorio (semilla fija) contra un banco nuevo.
@@ -415,7 +415,10 @@ def run_trial(
     Los planes se generan antes de largar, y todos los hilos parten juntos
     desde una barrera; el tiempo medido va de la largada al último ``join``.
     Las transferencias rechazadas por fondos o por deadlock se cuentan, no se
-    reintentan. Si un hilo no termina en ``join_timeout`` se lanza ``LabTimeout``.
+    reintentan. Un ``lock_timeout`` corto detecta antes los deadlocks del banco
+    ingenuo, pero con mucha contención también declara "deadlock" a una espera
+    que solo era larga. Si un hilo no termina en ``join_timeout`` se lanza
+    ``LabTimeout``.
     """
     if threads < 1:
         raise ValueError("threads must be >= 1")
