@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+report: $(STAMP)
+	$(BIN)/python report/build.py
+
 server: $(STAMP)
 	$(BIN)/python -m chatlib.server --host $(HOST) --port $(PORT)
 
@@ -27,4 +30,4 @@ client: $(STAMP)
 	$(BIN)/python -m chatlib.client --host $(HOST) --port $(PORT)
 
 clean:
-	rm -rf $(VENV) build report/build .pytest_cache
+	rm -rf $(VENV) build report/build report/informe.pdf report/informe.html .pytest_cache
