@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import os
 import re
 import shutil
 import subprocess
@@ -64,7 +65,13 @@ def spanish_date(day: dt.date) -> str:
 
 
 def missing_tools() -> list[str]:
-    """Programas externos que faltan para el PDF."""
+    """Programas externos que faltan para el PDF.
+
+    ``INFORME_PRETEND_NO_TEX=1`` simula una máquina sin TeX (lo usan las pruebas
+    para verificar la versión HTML de respaldo).
+    """
+    if os.environ.get("INFORME_PRETEND_NO_TEX") == "1":
+        return ["xelatex"]
     return [tool for tool in ("xelatex", "pandoc") if shutil.which(tool) is None]
 
 
@@ -168,6 +175,9 @@ def export_latex(nb) -> Path:
 def run_xelatex(tex: Path, max_runs: int = 4) -> Path:
     """Compila hasta que no haya referencias pendientes; devuelve el PDF."""
     logfile = tex.with_suffix(".log")
+    # Un .aux a medio escribir por una compilación fallida rompe la siguiente.
+    for suffix in (".aux", ".toc", ".lof", ".lot", ".lol", ".out"):
+        tex.with_suffix(suffix).unlink(missing_ok=True)
     for run in range(1, max_runs + 1):
         proc = subprocess.run(
             ["xelatex", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", tex.name],
@@ -210,6 +220,15 @@ def export_html(nb) -> Path:
                             exclude_output_prompt=True)
     exporter.register_preprocessor(_tag_remover(), enabled=True)
     nb = copy.deepcopy(nb)
+    # Las referencias cruzadas de LaTeX no existen en HTML: se quitan.
+    latex_only = re.compile(r"\\(?:ref|label)\{[^}]*\}|\\(?:clearpage|appendix)\b")
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = latex_only.sub("", cell.source)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                data["text/markdown"] = latex_only.sub("", data["text/markdown"])
     info = nb.metadata.get("informe", {})
     cover = [f"# {info.get('title', 'Informe')}", ""]
     for key in ("institution", "faculty", "department", "course"):
@@ -238,10 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=300, help="segundos por celda")
     args = parser.parse_args(argv)
 
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    # Varias personas (o pruebas) pueden construir a la vez en el mismo árbol:
+    # un candado de archivo las pone en fila para que no se pisen en build/.
+    with open(BUILD_DIR / ".build.lock", "w") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - Windows
+            pass
+        return build(args)
+
+
+def build(args: argparse.Namespace) -> int:
+    """Ejecuta el cuaderno y genera el PDF (o el HTML de respaldo)."""
     import nbformat
 
     started = time.monotonic()
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(BUILD_DIR / "figures", ignore_errors=True)
     shutil.rmtree(BUILD_DIR / "informe_files", ignore_errors=True)
     (BUILD_DIR / "figures").mkdir(parents=True)

@@ -65,7 +65,7 @@ def _caption_html(caption: str) -> str:
 
 
 def figure(path: str | Path, caption: str, *, label: str | None = None, width: float = 0.92,
-           short: str | None = None, placement: str = "htbp") -> None:
+           short: str | None = None, placement: str = "htbp", max_height: float = 0.62) -> None:
     """Inserta una imagen ya existente como figura numerada con leyenda."""
     src = Path(path)
     if not src.is_absolute():
@@ -79,7 +79,7 @@ def figure(path: str | Path, caption: str, *, label: str | None = None, width: f
     short_tex = f"[{_caption_latex(short)}]" if short else ""
     latex = (
         f"\\begin{{figure}}[{placement}]\n\\centering\n"
-        f"\\includegraphics[width={width}\\linewidth,height=0.62\\textheight,keepaspectratio]"
+        f"\\includegraphics[width={width}\\linewidth,height={max_height}\\textheight,keepaspectratio]"
         f"{{figures/{dst.name}}}\n"
         f"\\caption{short_tex}{{{_caption_latex(caption)}}}\\label{{{label}}}\n\\end{{figure}}\n"
     )
@@ -159,9 +159,11 @@ def terminal(lines: list[str], caption: str | None = None, *, title: str | None 
     text = "\n".join(lines)
     head = f"\\captionof{{listado}}{{{_caption_latex(caption)}}}\n" if caption else ""
     label = f"[label={{\\sffamily\\scriptsize {_latex_escape(title)}}}]" if title else ""
+    # Una consola corta no se parte entre páginas: va entera en una minipage.
     latex = (
-        "\\begingroup\\setlength{\\parskip}{0pt}\n" + head
-        + f"\\begin{{InformeTerminal}}{label}\n{_highlight(text, 'text')}\n\\end{{InformeTerminal}}\n\\endgroup\n"
+        "\\par\\noindent\\begin{minipage}{\\linewidth}\\setlength{\\parskip}{0pt}\n" + head
+        + f"\\begin{{InformeTerminal}}{label}\n{_highlight(text, 'text')}\n\\end{{InformeTerminal}}\n"
+        "\\end{minipage}\\par\\medskip\n"
     )
     if caption:
         _counters["listing"] += 1
