@@ -10,11 +10,14 @@ Se escribió para ser una referencia justa, no un rival débil:
   escribiendo a cada destinatario una sola vez por lote (lo mismo que hace el
   servidor con hilos);
 * escribe con ``writer.write`` (que ya intenta un ``send`` inmediato y solo
-  encola si el kernel está lleno) y solo espera ``drain()`` sobre el propio
-  escritor: esperar el ``drain`` de otro cliente dejaría que un lector lento
-  frenara al emisor;
-* un cliente que deja de leer y acumula más de ``--max-backlog`` bytes se
-  desconecta (la misma política que la cola acotada de ``chatlib.outbox``);
+  encola si el kernel está lleno);
+* contrapresión acotada: si tras un lote algún destinatario tiene más de
+  ``HIGH_WATER`` bytes en cola, el emisor espera su ``drain()`` (un lector
+  sano pero más lento que una inundación no pierde mensajes), salvo que ese
+  destinatario no avance en ``--stall-timeout`` segundos: entonces se le
+  marca como colgado y no se le espera más;
+* un cliente que acumula más de ``--max-backlog`` bytes se desconecta (la
+  misma política que la cola acotada de ``chatlib.outbox``);
 * ``TCP_NODELAY`` en cada socket (asyncio ya lo activa; se deja explícito).
 
 Uso: ``python bench/async_server.py --host 127.0.0.1 --port 0``.
@@ -46,6 +49,7 @@ _IDENTIFIER_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,24}")
 _COMMAND_RE: Final = re.compile(r":[A-Za-z]+")
 # Controles C0/C1 y de dirección de texto: los mismos que quita chatlib.protocol.sanitize.
 _UNSAFE_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+HIGH_WATER: Final = 256 * 1024
 _AMOUNT_RE: Final = re.compile(r"[0-9]{1,13}")
 _TRANSFER_RE: Final = re.compile(r":t\s+-\s+(\S+)\s+-\s+(\S+)")
 
@@ -77,7 +81,7 @@ def is_command(text: str) -> bool:
 class Session:
     """Un cliente conectado: su nombre, su saldo y su escritor."""
 
-    __slots__ = ("name", "key", "balance", "writer", "closed")
+    __slots__ = ("name", "key", "balance", "writer", "closed", "stalled")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.name = ""
@@ -85,37 +89,69 @@ class Session:
         self.balance = 0
         self.writer = writer
         self.closed = False
+        self.stalled = False  # no avanzó en stall_timeout: ya no se le espera
 
 
 class AsyncChatServer:
     """Estado compartido del chat. Sin locks: todo corre en el hilo del bucle."""
 
-    def __init__(self, max_clients: int, max_backlog: int) -> None:
+    def __init__(self, max_clients: int, max_backlog: int, stall_timeout: float = 0.5) -> None:
         self.max_clients = max_clients
         self.max_backlog = max_backlog
+        self.stall_timeout = stall_timeout
         self.connections = 0
         self.reserved: set[str] = set()
         self.members: dict[str, Session] = {}
 
     # --- escritura -------------------------------------------------------
 
-    def deliver(self, session: Session, data: bytes) -> None:
-        """Entrega sin bloquear; corta al cliente si su cola supera el límite."""
+    def deliver(self, session: Session, data: bytes, behind: set[Session] | None = None) -> None:
+        """Entrega sin bloquear; corta al cliente si su cola supera el límite.
+
+        Si queda sobre ``HIGH_WATER`` (y no está marcado como colgado) se anota
+        en ``behind`` para que el emisor lo espere al final del lote.
+        """
         if session.closed:
             return
         transport = session.writer.transport
-        if transport.get_write_buffer_size() + len(data) > self.max_backlog:
+        queued = transport.get_write_buffer_size() + len(data)
+        if queued > self.max_backlog:
             # Dejó de leer: se le desconecta en vez de acumular memoria sin fin.
             session.closed = True
             transport.abort()
             return
         session.writer.write(data)
+        if queued > HIGH_WATER:
+            if behind is not None and not session.stalled:
+                behind.add(session)
+        else:
+            session.stalled = False
 
-    def broadcast(self, sender: Session, data: bytes) -> None:
+    async def wait_for_readers(self, behind: set[Session]) -> None:
+        """Contrapresión hacia el emisor, pero sin dejar que un lector colgado lo frene.
+
+        Espera a los destinatarios atrasados hasta ``stall_timeout`` en total;
+        los que no drenaron a tiempo quedan marcados como colgados.
+        """
+        if not behind:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stall_timeout
+        for member in behind:
+            if member.closed:
+                continue
+            try:
+                await asyncio.wait_for(member.writer.drain(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                member.stalled = True
+            except (ConnectionError, OSError):
+                pass
+
+    def broadcast(self, sender: Session, data: bytes, behind: set[Session] | None = None) -> None:
         """Envía ``data`` a todos los miembros menos ``sender``."""
         for member in self.members.values():
             if member is not sender:
-                self.deliver(member, data)
+                self.deliver(member, data, behind)
 
     # --- ciclo de vida de una conexión --------------------------------------
 
@@ -124,6 +160,7 @@ class AsyncChatServer:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        writer.transport.set_write_buffer_limits(high=HIGH_WATER)
         if self.connections >= self.max_clients:
             await self._refuse(writer)
             return
@@ -216,17 +253,18 @@ class AsyncChatServer:
                 return
             batch: list[bytes] = []  # líneas de chat hacia los demás, en orden
             replies: list[bytes] = []  # respuestas solo para el emisor
+            behind: set[Session] = set()  # destinatarios atrasados tras este lote
             quit_now = False
             for raw in lines:
                 text = raw.rstrip(b"\r").decode(ENCODING, errors="replace")
                 if text.startswith(":") and is_command(text):
-                    quit_now = self._command(session, text.strip(), batch, replies)
+                    quit_now = self._command(session, text.strip(), batch, replies, behind)
                     if quit_now:
                         break
                 elif text := clean_text(text):
                     batch.append(_encode(f"{session.name}: {text}"))
             if batch:
-                self.broadcast(session, b"".join(batch))
+                self.broadcast(session, b"".join(batch), behind)
             if replies:
                 session.writer.write(b"".join(replies))
             if quit_now:
@@ -234,11 +272,14 @@ class AsyncChatServer:
                 self._leave(session)
                 await session.writer.drain()
                 return
-            # Contrapresión solo sobre el propio cliente: si no lee sus respuestas,
-            # se deja de leer lo que envía.
+            # Contrapresión: si el propio cliente no lee sus respuestas, o los
+            # demás van atrasados, se deja de leer lo que envía por un momento.
             await session.writer.drain()
+            await self.wait_for_readers(behind)
 
-    def _command(self, session: Session, text: str, batch: list[bytes], replies: list[bytes]) -> bool:
+    def _command(
+        self, session: Session, text: str, batch: list[bytes], replies: list[bytes], behind: set[Session]
+    ) -> bool:
         """Ejecuta un comando; devuelve ``True`` si el cliente pidió salir."""
         if text == ":q":
             return True
@@ -265,9 +306,9 @@ class AsyncChatServer:
             target.balance += amount
             # El aviso al receptor va después de las líneas de chat previas del lote.
             if batch:
-                self.broadcast(session, b"".join(batch))
+                self.broadcast(session, b"".join(batch), behind)
                 batch.clear()
-            self.deliver(target, _encode(SERVER_PREFIX + f"{session.name} transferred you {amount} dollars."))
+            self.deliver(target, _encode(SERVER_PREFIX + f"{session.name} transferred you {amount} dollars."), behind)
             replies.append(
                 _encode(
                     SERVER_PREFIX
@@ -277,9 +318,9 @@ class AsyncChatServer:
         return False
 
 
-async def serve(host: str, port: int, max_clients: int, max_backlog: int) -> None:
+async def serve(host: str, port: int, max_clients: int, max_backlog: int, stall_timeout: float) -> None:
     """Escucha hasta recibir SIGTERM/SIGINT."""
-    chat = AsyncChatServer(max_clients, max_backlog)
+    chat = AsyncChatServer(max_clients, max_backlog, stall_timeout)
     server = await asyncio.start_server(chat.handle, host, port, backlog=min(max(max_clients, 128), 4096))
     bound = server.sockets[0].getsockname()
     print(f"Listening on {bound[0]}:{bound[1]}", flush=True)
@@ -298,9 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--max-clients", type=int, default=256)
     parser.add_argument("--max-backlog", type=int, default=1 << 20, help="bytes queued per client before cutting it")
+    parser.add_argument(
+        "--stall-timeout", type=float, default=0.5, help="seconds to wait for a lagging reader before giving up on it"
+    )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve(args.host, args.port, args.max_clients, args.max_backlog))
+        asyncio.run(serve(args.host, args.port, args.max_clients, args.max_backlog, args.stall_timeout))
     except OSError as exc:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

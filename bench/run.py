@@ -59,7 +59,7 @@ class Config:
 
 FULL = Config(
     ns=(10, 100, 1000),
-    repeats=2,
+    repeats=3,
     flood_deliveries=10_000_000,
     latency_messages=120,
     rate_hz=20.0,
