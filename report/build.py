@@ -221,7 +221,7 @@ def export_html(nb) -> Path:
     exporter.register_preprocessor(_tag_remover(), enabled=True)
     nb = copy.deepcopy(nb)
     # Las referencias cruzadas de LaTeX no existen en HTML: se quitan.
-    latex_only = re.compile(r"\\(?:ref|label)\{[^}]*\}|\\(?:clearpage|appendix)\b")
+    latex_only = re.compile(r"\\(?:ref|label)\{[^}]*\}|\\(?:clearpage|appendix|FloatBarrier)\b")
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = latex_only.sub("", cell.source)
