@@ -60,6 +60,7 @@ __all__ = [
     "run_socket_demo",
     "run_trial",
     "summarize",
+    "wait_for_members",
 ]
 
 DEFAULT_LAB_TIMEOUT = 5.0
@@ -388,7 +389,10 @@ class TrialResult:
         return asdict(self)
 
 
-def _plan(rng: random.Random, names: Sequence[str], count: int, max_amount: int) -> list[tuple[str, str, int]]:
+def _plan(
+    rng: random.Random, names: Sequence[str], count: int, max_amount: int
+) -> list[tuple[str, str, int]]:
+    """Plan de un hilo: ``count`` transferencias (origen, destino, monto) al azar."""
     plan = []
     for _ in range(count):
         source, target = rng.sample(names, 2)
@@ -505,7 +509,9 @@ def run_experiment(
     for strategy in strategies:
         for threads in counts:
             for trial in range(trials):
-                result = run_trial(strategy, threads, seed=seed, trial=trial, **options)  # type: ignore[arg-type]
+                result = run_trial(
+                    strategy, threads, seed=seed, trial=trial, **options  # type: ignore[arg-type]
+                )
                 results.append(result)
                 if progress is not None:
                     progress(result)
@@ -534,6 +540,25 @@ def summarize(results: Iterable[TrialResult]) -> dict[tuple[str, int], dict[str,
 
 _FUNDS_RE = re.compile(re.escape(proto.SERVER_PREFIX) + r"You have (-?\d+) dollars\.$")
 _SENT_PREFIX = proto.SERVER_PREFIX + "You transferred "
+
+
+def wait_for_members(server: ChatServer, names: Iterable[str], timeout: float = 5.0) -> None:
+    """Espera a que el servidor tenga a ``names`` como miembros unidos al chat.
+
+    ``ChatClient.join`` retorna al recibir la confirmación del saldo, pero el
+    servidor agrega al usuario a la lista de miembros un instante después; una
+    transferencia hacia él enviada en ese instante sería rechazada ("no
+    connected user"). Se consulta con pausas cortas hasta ``timeout``.
+    """
+    pending = list(names)
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while pending:
+        pending = [name for name in pending if server.find_member(name) is None]
+        if pending and time.monotonic() > deadline:
+            raise LabTimeout(f"{pending} did not join within {timeout}s")
+        if pending:
+            pause.wait(0.002)
 
 
 @dataclass(frozen=True)
@@ -584,6 +609,7 @@ def run_socket_demo(
         try:
             for name in names:
                 members.append(ChatClient.join(server.address, name, balance, timeout=timeout))
+            wait_for_members(server, names, timeout)
             began = time.perf_counter()
             for i, member in enumerate(members):
                 target = names[(i + 1) % clients]

@@ -24,6 +24,7 @@ from chatlib.racelab import (
     run_socket_demo,
     run_trial,
     summarize,
+    wait_for_members,
 )
 from chatlib.strategies import STRATEGIES, UnsafeBank, make_bank
 
@@ -187,9 +188,13 @@ FUNDS = re.compile(re.escape(proto.SERVER_PREFIX) + r"You have (-?\d+) dollars\.
 def two_credits_to_hub(bank: Bank) -> int:
     """``x`` y ``y`` le transfieren a ``hub`` a la vez por sockets; retorna el ``:funds`` de hub."""
     with ChatServer("127.0.0.1", 0, bank=bank, console=None) as server:
-        clients = [ChatClient.join(server.address, name, funds) for name, funds in (("hub", 0), ("x", 10), ("y", 10))]
+        clients = [
+            ChatClient.join(server.address, name, funds)
+            for name, funds in (("hub", 0), ("x", 10), ("y", 10))
+        ]
         hub, x, y = clients
         try:
+            wait_for_members(server, ["hub", "x", "y"])
             x.send(":t - hub - 5")
             y.send(":t - hub - 7")
             x.expect(proto.transfer_sent_line(5, "hub", 5))
