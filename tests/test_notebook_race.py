@@ -56,7 +56,8 @@ def test_race_notebook_runs_top_to_bottom() -> None:
     assert elapsed < TIME_BOUND, f"the notebook took {elapsed:.1f}s"
 
     text = stream_text(notebook)
-    lines = dict(line.split(":", 1) for line in text.splitlines() if line.startswith(("python :", "chatlib:")))
+    prefixes = ("python :", "chatlib:")
+    lines = dict(line.split(":", 1) for line in text.splitlines() if line.startswith(prefixes))
     kernel_python = Path(lines["python "].strip())
     assert kernel_python.parent == Path(sys.executable).parent, "the kernel must run this virtualenv's python"
     assert Path(lines["chatlib"].strip()).is_relative_to(ROOT)
