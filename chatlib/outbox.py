@@ -46,6 +46,7 @@ class Outbox:
         self._pending = bytearray()
         self.closed = False
         self.sealed = False
+        self.paused = False
         self.overflowed = False
         self.closed_reason: str | None = None
 
@@ -71,7 +72,7 @@ class Outbox:
             if self.closed or self.sealed:
                 return False
             self.sealed = last
-            if not self._pending:
+            if not self._pending and not self.paused:
                 sent = self._send_now(data)
                 if sent < 0:
                     return False
@@ -102,12 +103,31 @@ class Outbox:
             self._close_locked(f"send failed ({exc.strerror or exc})")
             return -1
 
+    def pause(self) -> None:
+        """Retiene todo lo que llegue (en orden) hasta ``resume``; nada sale mientras tanto."""
+        with self._lock:
+            self.paused = True
+
+    def resume(self) -> None:
+        """Libera lo retenido: primero lo más antiguo, sin bloquear."""
+        with self._lock:
+            self.paused = False
+            if self.closed or not self._pending:
+                return
+            sent = self._send_now(bytes(self._pending))
+            if sent < 0:
+                return
+            del self._pending[:sent]
+            if not self._pending:
+                return
+        self._flusher.schedule(self)
+
     def flush(self) -> bool:
         """Lo llama el ``Flusher`` cuando el socket admite escritura; ``True`` si ya no hay cola."""
         with self._lock:
             if self.closed:
                 return True
-            if self._pending:
+            if self._pending and not self.paused:
                 sent = self._send_now(bytes(self._pending))
                 if sent < 0:
                     return True

@@ -94,6 +94,7 @@ class Session:
         self.peer = peer
         self.identifier: str | None = None
         self.funded = False
+        self.balance_line = ""
         self.joined = False
         self.outbox = Outbox(sock, server.flusher, server.queue_limit, self._overflowed)
         self._framer = proto.LineBuffer()
@@ -212,16 +213,23 @@ class Session:
             assert self.identifier is not None
             self.server.bank.open(self.identifier, balance)
             self.funded = True
-            self.send_lines(proto.balance_set_line(balance))
+            self.balance_line = proto.balance_set_line(balance)
             return True
 
     def join(self) -> None:
-        """Hace visible al usuario: consola, lista de miembros y aviso a los demás."""
+        """Hace visible al usuario: consola, lista de miembros y aviso a los demás.
+
+        La confirmación del saldo queda retenida hasta que el usuario ya es
+        miembro: cuando el cliente la lee, los demás ya pueden escribirle o
+        transferirle, y lo que le envíen mientras tanto llega después de ella.
+        """
         assert self.identifier is not None
+        self.outbox.pause()
+        self.send_lines(self.balance_line)
         self.server.add_member(self)
-        self.joined = True
         line = proto.connected_line(self.identifier)
         self.server.console(line)
+        self.outbox.resume()
         batch = Batch(self)
         batch.broadcast(line)
         batch.flush(self.server.members)
@@ -493,6 +501,7 @@ class ChatServer:
     def add_member(self, session: Session) -> None:
         """Agrega a la lista de miembros (copia nueva: los lectores no toman lock)."""
         with self._lock:
+            session.joined = True
             self.members = self.members + (session,)
 
     def find_member(self, identifier: str) -> Session | None:
