@@ -203,6 +203,10 @@ def report_log(logfile: Path) -> None:
     text = logfile.read_text(encoding="utf-8", errors="replace")
     overfull = re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)[^\n]*", text)
     big = [float(x) for x in overfull if float(x) > 2.0]
+    overfull_v = re.findall(r"Overfull \\vbox \(([\d.]+)pt too high\)", text)
+    if overfull_v:
+        log(f"aviso: {len(overfull_v)} páginas desbordadas verticalmente (se pierde contenido): "
+            + ", ".join(f"{x} pt" for x in overfull_v))
     missing = sorted(set(re.findall(r"Missing character: There is no (.) ", text)))
     undefined = re.findall(r"LaTeX Warning: (?:Reference|Citation) `([^']+)' .* undefined", text)
     log(f"cajas desbordadas: {len(overfull)} (más de 2 pt: {len(big)})")
@@ -236,7 +240,8 @@ def export_html(nb) -> Path:
             cover.append(f"**{info[key]}**  ")
     cover.append("")
     if info.get("authors"):
-        cover.append("**Integrantes:** " + ", ".join(info["authors"]) + "  ")
+        label = "Integrantes" if len(info["authors"]) > 1 else "Integrante"
+        cover.append(f"**{label}:** " + ", ".join(info["authors"]) + "  ")
     for entry in info.get("staff", []):
         cover.append(f"**{entry['role']}:** " + ", ".join(entry["names"]) + "  ")
     if info.get("date"):

@@ -40,26 +40,30 @@ def _latex_escape(text: str) -> str:
     repl = {
         "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$",
         "%": r"\%", "&": r"\&", "_": r"\_", "^": r"\^{}", "~": r"\textasciitilde{}",
+        "\u202f": r"\,", "\u00a0": "~",
     }
     return "".join(repl.get(ch, ch) for ch in text)
 
 
 def _caption_latex(caption: str) -> str:
-    """Leyenda en markdown mínimo: `código` e *itálica* → LaTeX."""
-    parts = re.split(r"(`[^`]+`)", caption)
+    """Leyenda en markdown mínimo: `código`, *itálica* y **negrita** → LaTeX; ``\\ref{…}`` pasa tal cual."""
+    parts = re.split(r"(`[^`]+`|\\ref\{[^}]*\})", caption)
     out = []
     for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+        if part.startswith("\\ref{"):
+            out.append(part)
+        elif part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(r"\texttt{" + _latex_escape(part[1:-1]) + "}")
         else:
             esc = _latex_escape(part)
+            esc = re.sub(r"\*\*([^*]+)\*\*", r"\\textbf{\1}", esc)
             esc = re.sub(r"\*([^*]+)\*", r"\\emph{\1}", esc)
             out.append(esc)
     return "".join(out)
 
 
 def _caption_html(caption: str) -> str:
-    esc = html.escape(caption)
+    esc = html.escape(re.sub(r"\\ref\{[^}]*\}", "", caption))
     esc = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc)
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc)
 
@@ -174,3 +178,26 @@ def terminal(lines: list[str], caption: str | None = None, *, title: str | None 
 def latex(raw: str, html_text: str = "") -> None:
     """LaTeX crudo para el PDF (con alternativa HTML opcional)."""
     _show({"text/latex": raw, "text/html": html_text, "text/plain": ""})
+
+
+def table(header: list[str], rows: list[list[str]], caption: str, *, label: str,
+          spec: str, placement: str = "htbp") -> None:
+    """Tabla flotante que no se parte entre páginas (booktabs), con leyenda arriba.
+
+    ``spec`` es la especificación de columnas de ``tabular`` (por ejemplo
+    ``p{0.6\\linewidth}r``). Las celdas admiten `código`, *itálica* y ``\\ref``.
+    """
+    body = " \\\\\n".join(" & ".join(_caption_latex(c) for c in row) for row in rows)
+    head = " & ".join(f"\\textbf{{{_caption_latex(h)}}}" for h in header)
+    latex = (
+        f"\\begin{{table}}[{placement}]\n\\centering\\small\n"
+        f"\\caption{{{_caption_latex(caption)}}}\\label{{{label}}}\n"
+        f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head} \\\\\n\\midrule\n{body} \\\\\n"
+        "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
+    )
+    cells = lambda r, tag: "".join(f"<{tag}>{_caption_html(c)}</{tag}>" for c in r)  # noqa: E731
+    html_table = (
+        f"<table><caption>{_caption_html(caption)}</caption><tr>{cells(header, 'th')}</tr>"
+        + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>"
+    )
+    _show({"text/latex": latex, "text/html": html_table, "text/plain": caption})
