@@ -501,10 +501,10 @@ def machine_info() -> list[str]:
     dirty = sh("git", "status", "--porcelain", "--", "chatlib")
     return [
         f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: `nproc` = {os.cpu_count()} ({sh('nproc')} usable), {model}, {platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()}; chatlib/server.py at commit "
-        f"`{sh('git', 'log', '-1', '--format=%h', '--', 'chatlib/server.py') or 'uncommitted'}`"
-        + (" (working tree has uncommitted changes in chatlib/)" if dirty else ""),
+        f"- machine: `nproc` = {sh('nproc')}, {model}, {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; repository at `{sh('git', 'rev-parse', '--short', 'HEAD')}`, "
+        f"chatlib/server.py last changed in `{sh('git', 'log', '-1', '--format=%h', '--', 'chatlib/server.py') or '?'}`"
+        + (" (chatlib/ has uncommitted changes in the working tree)" if dirty else ""),
     ]
 
 
