@@ -219,6 +219,11 @@ class TerminalClient:
         self.said_goodbye = threading.Event()
         self.lost = threading.Event()
         self.reading_keyboard = False
+        # Turno de escribir: en una terminal no se muestra el indicador hasta que el
+        # servidor espera algo del usuario (una pregunta sin respuesta automática o
+        # el chat ya unido), así el indicador es siempre el correcto.
+        self._turn = threading.Event()
+        self._active_prompt: str | None = None
         self._readline = None
         if self.interactive:
             try:
@@ -236,9 +241,9 @@ class TerminalClient:
     def show(self, line: str) -> None:
         """Imprime una línea recibida sin romper lo que el usuario está escribiendo."""
         with self._print_lock:
-            if self.interactive:
+            if self.interactive and self._active_prompt is not None:
                 typed = self._readline.get_line_buffer() if self._readline else ""
-                self.stdout.write(f"\r\x1b[K{line}\n{self.prompt}{typed}")
+                self.stdout.write(f"\r\x1b[K{line}\n{self._active_prompt}{typed}")
             else:
                 self.stdout.write(line + "\n")
             self.stdout.flush()
@@ -269,8 +274,11 @@ class TerminalClient:
                         self.send(answer)
                         if not self.interactive:
                             self.show(answer)
+                    elif self.joined or line in self._auto:
+                        self._turn.set()
         except OSError:
             pass
+        self._turn.set()
         if not self.said_goodbye.is_set():
             self.lost.set()
             with self._print_lock:
@@ -291,7 +299,16 @@ class TerminalClient:
         while not self.said_goodbye.is_set():
             try:
                 if self.interactive:
-                    text = input(self.prompt)
+                    self._turn.wait()
+                    if self.said_goodbye.is_set() or self.lost.is_set():
+                        return
+                    self._active_prompt = self.prompt
+                    try:
+                        text = input(self._active_prompt)
+                    finally:
+                        self._active_prompt = None
+                    if not self.joined:
+                        self._turn.clear()
                 else:
                     text = self.stdin.readline()
                     if not text:

@@ -186,7 +186,7 @@ def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(server: ChatServer
     )
     os.close(slave)
     try:
-        _read_pty(master, b"The balance of 5 has been set to your account.")
+        _read_pty(master, b"The balance of 5 has been set to your account.\r\nMe: ")
         other.expect("[SERVER] Client: beto connected!")
         os.write(master, b"typing hal")
         _read_pty(master, b"typing hal")
@@ -196,6 +196,8 @@ def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(server: ChatServer
         assert b"\r\x1b[Kana: interrupting!\nMe: typing hal" in screen.replace(b"\r\n", b"\n")
         os.write(master, b"f done\r")
         other.expect("beto: typing half done")
+        # Ctrl-D solo cuando readline ya volvió a leer (el indicador está dibujado).
+        _read_pty(master, b"\nMe: ")
         os.write(master, b"\x04")
         _read_pty(master, b"You have been disconnected from the best chat in the universe!")
         assert popen.wait(5) == 0
