@@ -608,12 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         handshake_timeout=args.handshake_timeout,
         console=lambda line: print(line, flush=True),
     )
-    try:
-        host, port = server.start()
-    except OSError as exc:
-        print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    print(f"Listening on {host}:{port} (Ctrl-C to stop)", flush=True)
+    # Los manejadores van antes de escuchar: una señal temprana también cierra en orden.
     done = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -621,6 +616,12 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        host, port = server.start()
+    except OSError as exc:
+        print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"Listening on {host}:{port} (Ctrl-C to stop)", flush=True)
     while not done.wait(0.5):
         pass
     print("Shutting down...", flush=True)
