@@ -9,6 +9,8 @@ Uso (desde la raíz del repositorio)::
 
 Pasos:
 
+0. Ejecuta ``notebooks/02_condiciones_de_carrera.ipynb``, que deja las
+   figuras del laboratorio de carreras en ``report/figures/``.
 1. Ejecuta el cuaderno con nbclient (directorio de trabajo ``report/``); las
    celdas ocultas generan figuras en ``report/build/figures`` y los listados
    leen el código real de ``chatlib``.
@@ -43,6 +45,7 @@ from pathlib import Path
 REPORT_DIR = Path(__file__).resolve().parent
 ROOT = REPORT_DIR.parent
 NOTEBOOK = REPORT_DIR / "informe.ipynb"
+LAB_NOTEBOOK = ROOT / "notebooks" / "02_condiciones_de_carrera.ipynb"
 BUILD_DIR = REPORT_DIR / "build"
 TEMPLATE_DIR = REPORT_DIR / "template"
 PDF_OUT = REPORT_DIR / "informe.pdf"
@@ -82,15 +85,15 @@ def resolve_metadata(nb) -> None:
         info["date"] = spanish_date(dt.date.today())
 
 
-def execute(nb, timeout: int) -> None:
-    """Ejecuta el cuaderno con el directorio de trabajo en ``report/``."""
+def execute(nb, timeout: int, cwd: Path = REPORT_DIR) -> None:
+    """Ejecuta el cuaderno con el directorio de trabajo ``cwd`` (por omisión ``report/``)."""
     from nbclient import NotebookClient
 
     client = NotebookClient(
         nb,
         timeout=timeout,
         kernel_name="python3",
-        resources={"metadata": {"path": str(REPORT_DIR)}},
+        resources={"metadata": {"path": str(cwd)}},
         allow_errors=False,
     )
     client.execute()
@@ -283,6 +286,16 @@ def build(args: argparse.Namespace) -> int:
     shutil.rmtree(BUILD_DIR / "figures", ignore_errors=True)
     shutil.rmtree(BUILD_DIR / "informe_files", ignore_errors=True)
     (BUILD_DIR / "figures").mkdir(parents=True)
+
+    # El laboratorio de carreras genera las figuras race_*.png que el informe incluye.
+    lab = nbformat.read(LAB_NOTEBOOK, as_version=4)
+    log(f"ejecutando {LAB_NOTEBOOK.relative_to(ROOT)} …")
+    try:
+        execute(lab, args.timeout, cwd=LAB_NOTEBOOK.parent)
+    except Exception as exc:  # noqa: BLE001 - se informa y se sale con error
+        log(f"ERROR al ejecutar el laboratorio de carreras: {exc}")
+        return 1
+    nbformat.write(lab, BUILD_DIR / f"{LAB_NOTEBOOK.stem}.executed.ipynb")
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     resolve_metadata(nb)
