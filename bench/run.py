@@ -16,13 +16,11 @@ import argparse
 import csv
 import datetime as dt
 import math
-import os
 import platform
 import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
