@@ -135,6 +135,9 @@ def sanitize(text: str) -> str:
     Así ningún usuario puede mover el cursor, borrar líneas o cambiar colores en
     la terminal de otro con secuencias ANSI.
     """
+    if text.isprintable():
+        # Camino rápido: sin controles (Cc), formato (Cf, incluye bidi) ni tabs.
+        return text
     out = []
     for ch in text:
         if ch == "\t":
@@ -148,6 +151,8 @@ def sanitize(text: str) -> str:
 
 def render_emojis(text: str) -> str:
     """Reemplaza los códigos de emoji que aparecen como palabras completas."""
+    if ":" not in text:
+        return text
     return " ".join(EMOJIS.get(word, word) for word in text.split(" "))
 
 
@@ -211,6 +216,15 @@ def help_lines() -> list[str]:
     return lines
 
 
+def might_be_command(line: str) -> bool:
+    """Filtro barato: ``False`` asegura que la línea es un mensaje de chat.
+
+    Evita analizar cada mensaje bajo ráfagas; si es ``True``, ``parse_line`` decide.
+    """
+    text = line.lstrip()
+    return len(text) > 1 and text[0] == ":" and text[1].isascii() and text[1].isalpha()
+
+
 def parse_line(line: str) -> Command:
     """Clasifica una línea del chat: mensaje, comando válido o comando mal formado.
 
@@ -252,29 +266,29 @@ class LineBuffer:
         """Agrega bytes y devuelve, en orden, líneas decodificadas o errores."""
         self._buffer += data
         out: list[str | ProtocolError] = []
-        while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                if len(self._buffer) > self.max_bytes:
-                    if not self._discarding:
-                        out.append(self._too_long())
-                    self._discarding = True
-                    self._buffer.clear()
-                return out
-            raw = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            if self._discarding:
-                self._discarding = False
-                continue
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            if len(raw) > self.max_bytes:
+        if b"\n" in data:
+            # Un solo split por recv: bajo ráfagas un recv trae cientos de líneas.
+            *complete, rest = self._buffer.split(b"\n")
+            self._buffer = bytearray(rest)
+            for raw in complete:
+                if self._discarding:
+                    self._discarding = False
+                    continue
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                if len(raw) > self.max_bytes:
+                    out.append(self._too_long())
+                    continue
+                try:
+                    out.append(raw.decode(ENCODING))
+                except UnicodeDecodeError:
+                    out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
+        if len(self._buffer) > self.max_bytes:
+            if not self._discarding:
                 out.append(self._too_long())
-                continue
-            try:
-                out.append(raw.decode(ENCODING))
-            except UnicodeDecodeError:
-                out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
+            self._discarding = True
+            self._buffer.clear()
+        return out
 
     def _too_long(self) -> ProtocolError:
         return ProtocolError(f"Your line was longer than {self.max_bytes} bytes and was ignored.")

@@ -246,20 +246,27 @@ class Session:
                 if isinstance(item, proto.ProtocolError):
                     batch.reply(proto.server_line(str(item)))
                     continue
-                command = proto.parse_line(item)
-                quitting = self._handlers[command.name](command, batch)
+                if proto.might_be_command(item):
+                    command = proto.parse_line(item)
+                    quitting = self._handlers[command.name](command, batch)
+                else:
+                    self.relay(item, batch)
             batch.flush(self.server.members)
             if quitting:
                 self._inbox.clear()
                 return "quit"
 
     def on_chat(self, command: proto.Command, batch: Batch) -> bool:
+        """Mensaje público que empieza como un emoji (``:smile hola``)."""
+        self.relay(command.args[0], batch)
+        return False
+
+    def relay(self, line: str, batch: Batch) -> None:
         """Mensaje público: saneado, con emojis, a todos los demás."""
-        text = proto.render_emojis(proto.sanitize(command.args[0])).strip()
+        text = proto.render_emojis(proto.sanitize(line)).strip()
         if text:
             assert self.identifier is not None
             batch.broadcast(proto.chat_line(self.identifier, text))
-        return False
 
     def on_error(self, command: proto.Command, batch: Batch) -> bool:
         """Comando desconocido o mal formado: se explica solo a quien lo envió."""
@@ -339,14 +346,14 @@ class Session:
             self.send_lines(proto.GOODBYE, last=True)
         if self.funded and self.identifier is not None:
             balance = self.server.bank.close(self.identifier)
-            log.info("%s's account closed with %d dollars", self.identifier, balance)
+            log.debug("%s's account closed with %d dollars", self.identifier, balance)
         if was_member and self.identifier is not None:
             line = proto.disconnected_line(self.identifier)
             self.server.console(line)
             if self.outbox.overflowed:
                 log.warning("%s was disconnected: %s", self.identifier, self.outbox.closed_reason)
             else:
-                log.info("%s disconnected: %s", self.identifier, self.outbox.closed_reason or reason)
+                log.debug("%s disconnected: %s", self.identifier, self.outbox.closed_reason or reason)
             if not self.server.stopping:
                 batch = Batch(self)
                 batch.broadcast(line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -148,7 +150,13 @@ def test_line_buffer_framing() -> None:
     assert buf.pending == 0
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=50), max_size=20), st.data())
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=50),
+        max_size=20,
+    ),
+    st.data(),
+)
 def test_line_buffer_any_split(lines: list[str], data: st.DataObject) -> None:
     payload = "".join(line + "\n" for line in lines).encode()
     cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=10)))
@@ -159,3 +167,19 @@ def test_line_buffer_any_split(lines: list[str], data: st.DataObject) -> None:
         out.extend(buf.feed(payload[start:cut]))
         start = cut
     assert out == lines
+
+
+@given(st.text(max_size=80))
+def test_might_be_command_never_hides_a_command(line: str) -> None:
+    if not proto.might_be_command(line):
+        assert proto.parse_line(line).name == "chat"
+
+
+@given(st.text(max_size=80))
+def test_sanitize_fast_path_agrees_with_the_slow_path(text: str) -> None:
+    slow = "".join(
+        " " if ch == "\t" else ch
+        for ch in text
+        if ch == "\t" or not (ch in proto._BIDI_CONTROLS or unicodedata.category(ch) == "Cc")
+    )
+    assert proto.sanitize(text) == slow
