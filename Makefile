@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: all test server client report clean
+.PHONY: all test server client report bench bench-quick clean
 
 all: test
 
@@ -22,6 +22,12 @@ test: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python report/build.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 server: $(STAMP)
 	$(BIN)/python -m chatlib.server --host $(HOST) --port $(PORT)
