@@ -20,6 +20,11 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_LIMIT = 1 << 20
+# Sobre este nivel de cola el emisor espera un poco (control de flujo); bajo
+# LOW_WATER la espera termina. Un destinatario que no baja a tiempo queda
+# marcado como atascado y nadie vuelve a esperarlo.
+HIGH_WATER = 256 << 10
+LOW_WATER = 64 << 10
 
 
 class Outbox:
@@ -47,6 +52,7 @@ class Outbox:
         self.closed = False
         self.sealed = False
         self.paused = False
+        self.stalled = False
         self.overflowed = False
         self.closed_reason: str | None = None
 
@@ -132,10 +138,32 @@ class Outbox:
                 if sent < 0:
                     return True
                 del self._pending[:sent]
-            if not self._pending:
+            if len(self._pending) <= LOW_WATER:
                 self._drained.notify_all()
+            if not self._pending:
+                self.stalled = False
                 return True
             return False
+
+    @property
+    def congested(self) -> bool:
+        """Cola sobre ``HIGH_WATER`` y el destinatario aún no se declaró atascado."""
+        return not self.stalled and len(self._pending) > HIGH_WATER
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Control de flujo: espera a que la cola baje de ``LOW_WATER``.
+
+        La llama el hilo del emisor después de repartir su lote, sin locks
+        compartidos: el emisor que inunda deja de leer su socket un momento y
+        TCP lo frena, en vez de acumular megabytes para un lector que va algo
+        lento. Si el plazo vence, el destinatario queda ``stalled``: no se le
+        vuelve a esperar y, si no lee, el límite de la cola lo desconecta.
+        """
+        with self._lock:
+            ok = self._drained.wait_for(lambda: self.closed or len(self._pending) <= LOW_WATER, timeout)
+            if not ok:
+                self.stalled = True
+            return ok
 
     def wait_drained(self, timeout: float) -> bool:
         """Espera a que el camino lento se vacíe (por ejemplo antes de un cierre ordenado)."""

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 RECV_SIZE = 65536
+BACKPRESSURE_WAIT = 0.2
 SHUTDOWN_NOTICE = proto.server_line("The server is shutting down. Goodbye!")
 HANDSHAKE_TIMEOUT_NOTICE = proto.server_line("You took too long to answer. Goodbye!")
 
@@ -66,15 +67,24 @@ class Batch:
         self._ops.append((None, line))
 
     def flush(self, members: tuple[Session, ...]) -> None:
-        """Entrega el lote; nunca con un lock compartido tomado."""
+        """Entrega el lote; nunca con un lock compartido tomado.
+
+        Primero se entrega a todos y solo después, si algún destinatario quedó
+        con mucha cola, el emisor espera (a lo más ``BACKPRESSURE_WAIT`` en
+        total) antes de leer más: así nadie recibe tarde este lote por culpa
+        de otro, y quien inunda el chat es frenado por TCP.
+        """
         if not self._ops:
             return
+        congested: list[Session] = []
         targeted = {target for target, _ in self._ops if target is not None}
         if any(target is None for target, _ in self._ops):
             common = _encode(line for target, line in self._ops if target is None)
             for member in members:
                 if member is not self.sender and member not in targeted:
                     member.deliver(common)
+                    if member.outbox.congested:
+                        congested.append(member)
         for target in targeted:
             lines = (
                 line
@@ -82,7 +92,12 @@ class Batch:
                 if who is target or (who is None and target is not self.sender)
             )
             target.deliver(_encode(lines))
+            if target.outbox.congested:
+                congested.append(target)
         self._ops.clear()
+        deadline = time.monotonic() + BACKPRESSURE_WAIT
+        for member in congested:
+            member.outbox.wait_for_room(max(0.0, deadline - time.monotonic()))
 
 
 class Session:

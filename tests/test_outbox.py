@@ -1,0 +1,120 @@
+"""El buffer de salida por cliente, con un socketpair real: camino rápido, cola, límites y control de flujo."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from chatlib.outbox import HIGH_WATER, LOW_WATER, Flusher, Outbox
+from tests.helpers import wait_until
+
+
+@pytest.fixture
+def flusher() -> Iterator[Flusher]:
+    f = Flusher()
+    f.start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks = bytearray()
+    sock.settimeout(10)
+    while len(chunks) < size:
+        data = sock.recv(min(65536, size - len(chunks)))
+        assert data, "peer closed early"
+        chunks += data
+    return bytes(chunks)
+
+
+def fill(outbox: Outbox, total: int, chunk: int = 8192) -> bytes:
+    """Empuja ``total`` bytes numerados y devuelve lo que se empujó."""
+    sent = bytearray()
+    i = 0
+    while len(sent) < total:
+        data = (f"{i:08d}".encode() * (chunk // 8))[:chunk]
+        assert outbox.push(data)
+        sent += data
+        i += 1
+    return bytes(sent)
+
+
+def test_fast_path_sends_immediately(flusher: Flusher, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    outbox = Outbox(a, flusher)
+    assert outbox.push(b"hello\n")
+    assert outbox.queued == 0
+    assert read_exactly(b, 6) == b"hello\n"
+
+
+def test_slow_path_keeps_order_and_drains(flusher: Flusher, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=4 << 20)
+    sent = fill(outbox, 1 << 20)
+    assert outbox.queued > 0
+    received = read_exactly(b, len(sent))
+    assert received == sent
+    assert outbox.wait_drained(5)
+
+
+def test_overflow_closes_and_reports(flusher: Flusher, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    called = threading.Event()
+    outbox = Outbox(a, flusher, limit=64 << 10, on_overflow=lambda ob: called.set())
+    pushed = 0
+    while outbox.push(b"x" * 4096):
+        pushed += 1
+        assert pushed < 10_000
+    assert called.is_set()
+    assert outbox.closed and outbox.overflowed
+    assert outbox.closed_reason == "stopped reading (more than 65536 bytes queued)"
+    assert not outbox.push(b"more")
+
+
+def test_backpressure_waits_for_a_slow_reader_and_gives_up_on_a_stalled_one(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=4 << 20)
+    sent = fill(outbox, HIGH_WATER + (64 << 10))
+    assert outbox.congested
+    # Nadie lee: la espera vence, queda atascado y nadie vuelve a esperarlo.
+    assert not outbox.wait_for_room(0.05)
+    assert outbox.stalled and not outbox.congested
+    # Ahora lee: la cola se vacía y el atasco se olvida.
+    received = read_exactly(b, len(sent))
+    assert received == sent
+    wait_until(lambda: outbox.queued == 0 and not outbox.stalled, what="the queue to drain")
+    more = fill(outbox, HIGH_WATER + (64 << 10))
+    assert outbox.congested
+    reader = threading.Thread(target=lambda: read_exactly(b, len(more)))
+    reader.start()
+    assert outbox.wait_for_room(10)
+    assert outbox.queued <= LOW_WATER
+    reader.join(10)
+
+
+def test_last_push_seals_and_pause_keeps_order(flusher: Flusher, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    outbox = Outbox(a, flusher)
+    outbox.pause()
+    assert outbox.push(b"first\n")
+    assert outbox.push(b"second\n")
+    assert outbox.queued == len(b"first\nsecond\n")
+    outbox.resume()
+    assert outbox.push(b"bye\n", last=True)
+    assert not outbox.push(b"late\n")
+    assert read_exactly(b, len(b"first\nsecond\nbye\n")) == b"first\nsecond\nbye\n"
