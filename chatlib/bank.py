@@ -23,6 +23,7 @@ __all__ = [
     "JournalEntry",
     "SelfTransfer",
     "UnknownAccount",
+    "verify_books",
 ]
 
 
@@ -82,6 +83,16 @@ class JournalEntry:
     amount: int
     counterparty: str | None = None
     timestamp: float = 0.0
+
+
+def verify_books(balances: dict[str, int], expected_total: int) -> None:
+    """El invariante contable: ningún saldo negativo y la suma igual a lo esperado."""
+    negatives = {k: v for k, v in balances.items() if v < 0}
+    if negatives:
+        raise AssertionError(f"negative balances: {negatives}")
+    total = sum(balances.values())
+    if total != expected_total:
+        raise AssertionError(f"money not conserved: total {total} != expected {expected_total}")
 
 
 def _check_amount(amount: object, *, allow_zero: bool) -> int:
@@ -184,10 +195,6 @@ class Bank:
     def check_invariant(self) -> None:
         """Lanza ``AssertionError`` si el dinero no cuadra o hay un saldo negativo."""
         with self._lock:
-            total = sum(self._balances.values())
-            negatives = {k: v for k, v in self._balances.items() if v < 0}
+            balances = dict(self._balances)
             expected = self._money_in - self._money_out
-        if negatives:
-            raise AssertionError(f"negative balances: {negatives}")
-        if total != expected:
-            raise AssertionError(f"money not conserved: total {total} != expected {expected}")
+        verify_books(balances, expected)

@@ -38,6 +38,7 @@ from chatlib.bank import (
     SelfTransfer,
     UnknownAccount,
     _check_amount,
+    verify_books,
 )
 
 __all__ = [
@@ -327,13 +328,9 @@ class _PerAccountLockBank(_SteppedBank):
 
     def check_invariant(self) -> None:
         with self._quiescent():
-            total = sum(self._balances.values())
-            negatives = {k: v for k, v in self._balances.items() if v < 0}
+            balances = dict(self._balances)
             expected = self._money_in - self._money_out
-        if negatives:
-            raise AssertionError(f"negative balances: {negatives}")
-        if total != expected:
-            raise AssertionError(f"money not conserved: total {total} != expected {expected}")
+        verify_books(balances, expected)
 
 
 class NaiveLockBank(_PerAccountLockBank):

@@ -287,7 +287,7 @@ def test_concurrent_transfers_over_sockets_conserve_money(server: ChatServer, co
     assert min(balances.values()) >= 0
     server.bank.check_invariant()
     reported = 0
-    for name, client in clients.items():
+    for client in clients.values():
         client.send(":funds")
         reported += int(client.expect(re.compile(r"^\[SERVER\] Client: You have \d+ dollars\.$")).split()[4])
     assert reported == 10_000
