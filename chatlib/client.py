@@ -317,6 +317,11 @@ class TerminalClient:
                     if self.joined:
                         self.show(f"{self.PROMPT}{text}")
             except (EOFError, KeyboardInterrupt):
+                if self.interactive:
+                    # Ctrl-C/Ctrl-D dejan el cursor tras lo escrito: la despedida va en otra línea.
+                    with self._print_lock:
+                        self.stdout.write("\n")
+                        self.stdout.flush()
                 if self.lost.is_set():
                     return
                 self.quit()

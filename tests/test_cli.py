@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import queue
@@ -10,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -174,6 +176,40 @@ def _read_pty(fd: int, until: bytes, timeout: float = 10) -> bytes:
             except OSError:
                 break
     return out
+
+
+def _controlling_tty() -> None:
+    """En el hijo: sesión nueva con el pseudo-terminal como terminal de control (Ctrl-C → SIGINT)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_terminal_client_leaves_cleanly_on_ctrl_c(server: ChatServer) -> None:
+    host, port = server.address
+    other = ChatClient.join(server.address, "ana", 0)
+    master, slave = pty.openpty()
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "5"],
+        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, preexec_fn=_controlling_tty,
+        env={**os.environ, "TERM": "xterm"},
+    )
+    os.close(slave)
+    try:
+        _read_pty(master, b"The balance of 5 has been set to your account.\r\nMe: ")
+        os.write(master, b"half typed")
+        _read_pty(master, b"half typed")
+        os.write(master, b"\x03")
+        screen = _read_pty(master, b"You have been disconnected from the best chat in the universe!")
+        # La despedida empieza en una línea nueva, no pegada a lo que se estaba escribiendo.
+        assert screen.startswith(b"\r\nYou have been disconnected")
+        assert popen.wait(5) == 0
+        other.expect("[SERVER] Client: beto disconnected!")
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+        popen.wait(5)
+        os.close(master)
+        other.close()
 
 
 def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(server: ChatServer) -> None:
