@@ -184,7 +184,9 @@ def _controlling_tty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def test_terminal_client_leaves_cleanly_on_ctrl_c(server: ChatServer) -> None:
+@pytest.fixture
+def tty_client(server: ChatServer) -> Iterator[tuple[int, subprocess.Popen[bytes], ChatClient]]:
+    """El cliente de terminal como "beto" en un pseudo-terminal propio, con "ana" ya en el chat."""
     host, port = server.address
     other = ChatClient.join(server.address, "ana", 0)
     master, slave = pty.openpty()
@@ -196,50 +198,42 @@ def test_terminal_client_leaves_cleanly_on_ctrl_c(server: ChatServer) -> None:
     os.close(slave)
     try:
         _read_pty(master, b"The balance of 5 has been set to your account.\r\nMe: ")
-        os.write(master, b"half typed")
-        _read_pty(master, b"half typed")
-        os.write(master, b"\x03")
-        screen = _read_pty(master, b"You have been disconnected from the best chat in the universe!")
-        # La despedida empieza en una línea nueva, no pegada a lo que se estaba escribiendo.
-        assert screen.startswith(b"\r\nYou have been disconnected")
-        assert popen.wait(5) == 0
-        other.expect("[SERVER] Client: beto disconnected!")
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-        popen.wait(5)
-        os.close(master)
-        other.close()
-
-
-def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(server: ChatServer) -> None:
-    host, port = server.address
-    other = ChatClient.join(server.address, "ana", 0)
-    master, slave = pty.openpty()
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "5"],
-        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"},
-    )
-    os.close(slave)
-    try:
-        _read_pty(master, b"The balance of 5 has been set to your account.\r\nMe: ")
         other.expect("[SERVER] Client: beto connected!")
-        os.write(master, b"typing hal")
-        _read_pty(master, b"typing hal")
-        other.send("interrupting!")
-        screen = _read_pty(master, b"Me: typing hal")
-        # La línea en edición se borra, se imprime el mensaje y se redibuja lo escrito.
-        assert b"\r\x1b[Kana: interrupting!\nMe: typing hal" in screen.replace(b"\r\n", b"\n")
-        os.write(master, b"f done\r")
-        other.expect("beto: typing half done")
-        # Ctrl-D solo cuando readline ya volvió a leer (el indicador está dibujado).
-        _read_pty(master, b"\nMe: ")
-        os.write(master, b"\x04")
-        _read_pty(master, b"You have been disconnected from the best chat in the universe!")
-        assert popen.wait(5) == 0
+        yield master, popen, other
     finally:
         if popen.poll() is None:
             popen.kill()
         popen.wait(5)
         os.close(master)
         other.close()
+
+
+def test_terminal_client_leaves_cleanly_on_ctrl_c(tty_client: tuple[int, subprocess.Popen[bytes], ChatClient]) -> None:
+    master, popen, other = tty_client
+    os.write(master, b"half typed")
+    _read_pty(master, b"half typed")
+    os.write(master, b"\x03")
+    screen = _read_pty(master, b"You have been disconnected from the best chat in the universe!")
+    # La despedida empieza en una línea nueva, no pegada a lo que se estaba escribiendo.
+    assert screen.startswith(b"\r\nYou have been disconnected")
+    assert popen.wait(5) == 0
+    other.expect("[SERVER] Client: beto disconnected!")
+
+
+def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(
+    tty_client: tuple[int, subprocess.Popen[bytes], ChatClient],
+) -> None:
+    master, popen, other = tty_client
+    os.write(master, b"typing hal")
+    _read_pty(master, b"typing hal")
+    other.send("interrupting!")
+    screen = _read_pty(master, b"Me: typing hal")
+    # La línea en edición se borra, se imprime el mensaje y se redibuja lo escrito.
+    assert b"\r\x1b[Kana: interrupting!\nMe: typing hal" in screen.replace(b"\r\n", b"\n")
+    os.write(master, b"f done\r")
+    other.expect("beto: typing half done")
+    # Ctrl-D solo cuando readline ya volvió a leer (el indicador está dibujado).
+    _read_pty(master, b"\nMe: ")
+    os.write(master, b"\x04")
+    _read_pty(master, b"You have been disconnected from the best chat in the universe!")
+    assert popen.wait(5) == 0
