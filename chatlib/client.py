@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from chatlib import protocol as proto
@@ -25,6 +25,19 @@ from chatlib import protocol as proto
 Address = tuple[str, int]
 Pattern = str | re.Pattern[str] | Callable[[str], bool]
 MAX_SERVER_LINE = 1 << 20
+
+
+def _server_lines(sock: socket.socket) -> Iterator[list[str]]:
+    """Lotes de líneas recibidas (una lista por ``recv``) hasta que la conexión termine.
+
+    Un error de encuadre se muestra como ``<explicación>`` en vez de perder la línea.
+    """
+    framer = proto.LineBuffer(MAX_SERVER_LINE)
+    try:
+        while data := sock.recv(65536):
+            yield [item if isinstance(item, str) else f"<{item}>" for item in framer.feed(data)]
+    except OSError:
+        return
 
 
 def _matcher(pattern: Pattern) -> Callable[[str], bool]:
@@ -76,20 +89,12 @@ class ChatClient:
         return client
 
     def _read_loop(self) -> None:
-        framer = proto.LineBuffer(MAX_SERVER_LINE)
         try:
-            while True:
-                data = self._sock.recv(65536)
-                if not data:
-                    break
-                items = framer.feed(data)
+            for lines in _server_lines(self._sock):
                 with self._cond:
-                    for item in items:
-                        line = item if isinstance(item, str) else f"<{item}>"
+                    for line in lines:
                         self._record_in(line)
                     self._cond.notify_all()
-        except OSError:
-            pass
         finally:
             with self._cond:
                 self.connected = False
@@ -99,7 +104,7 @@ class ChatClient:
         self.lines.append(line)
         self.transcript.append(line)
         self.events.append((time.monotonic(), "in", line))
-        if line.startswith(proto.SERVER_PREFIX + "The balance of "):
+        if proto.is_balance_set_line(line):
             self.joined = True
 
     def send(self, text: str) -> None:
@@ -255,29 +260,22 @@ class TerminalClient:
 
     def read_socket(self) -> None:
         """Hilo lector: muestra lo recibido y responde sola las preguntas pedidas por opción."""
-        framer = proto.LineBuffer(MAX_SERVER_LINE)
-        try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    break
-                for item in framer.feed(data):
-                    line = proto.sanitize(item) if isinstance(item, str) else f"<{item}>"
-                    if line.startswith(proto.SERVER_PREFIX + "The balance of "):
-                        self.joined = True
-                    self.show(line)
-                    if line == proto.GOODBYE:
-                        self.said_goodbye.set()
-                    answer = self._auto.get(line)
-                    if answer is not None:
-                        self._auto[line] = None
-                        self.send(answer)
-                        if not self.interactive:
-                            self.show(answer)
-                    elif self.joined or line in self._auto:
-                        self._turn.set()
-        except OSError:
-            pass
+        for lines in _server_lines(self.sock):
+            for raw in lines:
+                line = proto.sanitize(raw)
+                if proto.is_balance_set_line(line):
+                    self.joined = True
+                self.show(line)
+                if line == proto.GOODBYE:
+                    self.said_goodbye.set()
+                answer = self._auto.get(line)
+                if answer is not None:
+                    self._auto[line] = None
+                    self.send(answer)
+                    if not self.interactive:
+                        self.show(answer)
+                elif self.joined or line in self._auto:
+                    self._turn.set()
         self._turn.set()
         if not self.said_goodbye.is_set():
             self.lost.set()

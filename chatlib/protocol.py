@@ -49,6 +49,13 @@ def balance_set_line(balance: int) -> str:
     return server_line(f"The balance of {balance} has been set to your account.")
 
 
+def is_balance_set_line(line: str) -> bool:
+    """¿Es la confirmación del saldo? Con ella termina el saludo y el usuario ya está en el chat."""
+    return line.startswith(SERVER_PREFIX + "The balance of ") and line.endswith(
+        " has been set to your account."
+    )
+
+
 def connected_line(identifier: str) -> str:
     """Aviso de conexión (consola del servidor y demás usuarios)."""
     return server_line(f"{identifier} connected!")

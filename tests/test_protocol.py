@@ -22,6 +22,9 @@ def test_exact_assignment_strings() -> None:
     assert proto.INSUFFICIENT_FUNDS == "[SERVER] Client: You don't have sufficient funds for the transaction."
     assert proto.chat_line("Identifier3", "Hola!") == "Identifier3: Hola!"
     assert proto.EMOJIS == {":smile": ":~)", ":angry": ">:(", ":confused": ":S"}
+    assert proto.is_balance_set_line(proto.balance_set_line(50000))
+    assert not proto.is_balance_set_line("ana: The balance of 5 has been set to your account.")
+    assert not proto.is_balance_set_line(proto.ASK_BALANCE)
 
 
 @pytest.mark.parametrize(
