@@ -34,16 +34,19 @@ import socket
 import sys
 from typing import Final
 
-ENCODING: Final = "utf-8"
-MAX_LINE_BYTES: Final = 4096
-SERVER_PREFIX: Final = "[SERVER] Client: "
-WELCOME: Final = "Welcome to the best chat in the universe!"
-GOODBYE: Final = "You have been disconnected from the best chat in the universe!"
-ASK_IDENTIFIER: Final = SERVER_PREFIX + "What is your identifier?"
-ASK_BALANCE: Final = SERVER_PREFIX + "What is your balance?"
-INSUFFICIENT_FUNDS: Final = SERVER_PREFIX + "You don't have sufficient funds for the transaction."
-
-EMOJIS: Final = {":smile": ":~)", ":angry": ">:(", ":confused": ":S"}
+# Los textos del protocolo son el contrato: se toman de chatlib para que ambos
+# servidores hablen exactamente las mismas líneas; la implementación es propia.
+from chatlib.protocol import (
+    ASK_BALANCE,
+    ASK_IDENTIFIER,
+    EMOJIS,
+    ENCODING,
+    GOODBYE,
+    INSUFFICIENT_FUNDS,
+    MAX_LINE_BYTES,
+    SERVER_PREFIX,
+    WELCOME,
+)
 
 _IDENTIFIER_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,24}")
 _COMMAND_RE: Final = re.compile(r":[A-Za-z]+")
