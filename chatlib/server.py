@@ -611,9 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.unsafe_bank < 0:
             build_parser().error("--unsafe-bank WINDOW must be >= 0")
         # Import tardío: el servidor normal no carga el laboratorio de carreras.
-        from chatlib.strategies import UnsafeBank
+        from chatlib.lab import unsafe_bank
 
-        bank = UnsafeBank(window=args.unsafe_bank)
+        bank = unsafe_bank(args.unsafe_bank)
         print(
             "!" * 72
             + f"\n!!! WARNING: --unsafe-bank: transfers run WITHOUT A LOCK (race window {args.unsafe_bank:g} s)."

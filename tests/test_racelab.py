@@ -12,7 +12,7 @@ from chatlib.bank import Bank
 from chatlib.client import ChatClient
 from chatlib.server import ChatServer
 
-from chatlib.racelab import (
+from chatlib.lab.racelab import (
     DEADLOCK_SCENARIO,
     LOST_UPDATE_SCENARIO,
     Scenario,
@@ -26,7 +26,7 @@ from chatlib.racelab import (
     summarize,
     wait_for_members,
 )
-from chatlib.strategies import STRATEGIES, UnsafeBank, make_bank
+from chatlib.lab.strategies import STRATEGIES, UnsafeBank, make_bank
 
 LOCKED = ["coarse", "naive", "ordered"]
 

@@ -24,7 +24,7 @@ from chatlib.bank import (
     SelfTransfer,
     UnknownAccount,
 )
-from chatlib.strategies import (
+from chatlib.lab.strategies import (
     STRATEGIES,
     CoarseLockBank,
     DeadlockDetected,

@@ -1,4 +1,4 @@
-"""Laboratorio de condiciones de carrera sobre las estrategias de ``chatlib.strategies``.
+"""Laboratorio de condiciones de carrera sobre las estrategias de ``chatlib.lab.strategies``.
 
 Dos tipos de experimento:
 
@@ -39,7 +39,7 @@ from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds
 from chatlib.client import ChatClient
 from chatlib.server import ChatServer
-from chatlib.strategies import DEFAULT_LOCK_TIMEOUT, STRATEGIES, DeadlockDetected, make_bank
+from chatlib.lab.strategies import DEFAULT_LOCK_TIMEOUT, STRATEGIES, DeadlockDetected, make_bank
 
 __all__ = [
     "DEADLOCK_SCENARIO",

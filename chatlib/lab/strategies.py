@@ -1,6 +1,6 @@
 """Estrategias de sincronización del banco, con la misma interfaz que ``chatlib.bank.Bank``.
 
-Existen para el laboratorio de condiciones de carrera (``chatlib.racelab`` y el
+Existen para el laboratorio de condiciones de carrera (``chatlib.lab.racelab`` y el
 notebook ``02_condiciones_de_carrera``): cada clase resuelve (o no) la sección
 crítica de una transferencia de una manera distinta, y todas se pueden observar
 paso a paso con un ``step_hook``.
