@@ -31,7 +31,9 @@ ASK_BALANCE: Final = b"[SERVER] Client: What is your balance?"
 BALANCE_SET: Final = b"[SERVER] Client: The balance of "
 INSUFFICIENT: Final = b"[SERVER] Client: You don't have sufficient funds for the transaction."
 _FUNDS_RE: Final = re.compile(rb"\[SERVER\] Client: You have (\d+) dollars\.")
-_SENT_RE: Final = re.compile(rb"\[SERVER\] Client: You transferred (\d+) dollars to (\S+)\. You have (\d+) dollars\.")
+_SENT_RE: Final = re.compile(
+    rb"\[SERVER\] Client: You transferred (\d+) dollars to (\S+)\. You have (\d+) dollars\."
+)
 _RECEIVED_RE: Final = re.compile(rb"\[SERVER\] Client: (\S+) transferred you (\d+) dollars\.")
 
 RECV_SIZE: Final = 1 << 18

@@ -93,10 +93,19 @@ class Recorder:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, scenario: str, param: str, server: str, rep: int, **metrics: float | int | bool | str) -> None:
+    def add(
+        self, scenario: str, param: str, server: str, rep: int, **metrics: float | int | bool | str
+    ) -> None:
         for metric, value in metrics.items():
             self.rows.append(
-                {"scenario": scenario, "param": param, "server": server, "rep": rep, "metric": metric, "value": value}
+                {
+                    "scenario": scenario,
+                    "param": param,
+                    "server": server,
+                    "rep": rep,
+                    "metric": metric,
+                    "value": value,
+                }
             )
 
     def values(self, scenario: str, param: str, server: str, metric: str) -> list[float]:
@@ -153,7 +162,16 @@ def measure(
     print(f" {time.perf_counter() - started:5.1f}s  {shown}", flush=True)
 
 
-_SHOWN = {"deliveries_per_s", "p50_ms", "p99_ms", "lost", "joins_per_s", "transfers_per_s", "conserved", "cut"}
+_SHOWN = {
+    "deliveries_per_s",
+    "p50_ms",
+    "p99_ms",
+    "lost",
+    "joins_per_s",
+    "transfers_per_s",
+    "conserved",
+    "cut",
+}
 
 
 def _fmt(value: object) -> str:
@@ -213,7 +231,9 @@ def run_latency(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
 
         def body(server: servers.ServerProcess, n: int = n) -> dict[str, Any]:
             probe = Probe(server)
-            res = driver.fanout_latency(server.address, n, cfg.latency_messages, rate_hz=cfg.rate_hz, hook=probe)
+            res = driver.fanout_latency(
+                server.address, n, cfg.latency_messages, rate_hz=cfg.rate_hz, hook=probe
+            )
             return {
                 "p50_ms": res.p50_ms,
                 "p99_ms": res.p99_ms,
@@ -229,7 +249,9 @@ def run_latency(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
             measure(rec, "latency", str(n), kind, rep, n + 16, body)
 
 
-def _wait_baseline(server: servers.ServerProcess, base: servers.ProcSample, timeout: float) -> tuple[servers.ProcSample, float]:
+def _wait_baseline(
+    server: servers.ServerProcess, base: servers.ProcSample, timeout: float
+) -> tuple[servers.ProcSample, float]:
     """Espera (acotado) a que hilos y descriptores vuelvan a la línea base."""
     start = time.perf_counter()
     now = server.sample()
@@ -355,8 +377,12 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     def lost(scenario: str, param: str) -> str:
         parts = []
         for k in kinds:
-            total = sum(rec.values(scenario, param, k, "lost")) + sum(rec.values(scenario, param, k, "corrupt"))
-            errs = sum(1 for r in rec.errors() if (r["scenario"], r["param"], r["server"]) == (scenario, param, k))
+            total = sum(rec.values(scenario, param, k, "lost")) + sum(
+                rec.values(scenario, param, k, "corrupt")
+            )
+            errs = sum(
+                1 for r in rec.errors() if (r["scenario"], r["param"], r["server"]) == (scenario, param, k)
+            )
             parts.append(f"{int(total)}" + (f" +{errs} err" if errs else ""))
         return " / ".join(parts)
 
@@ -364,7 +390,12 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     for n in cfg.ns:
         p = str(n)
         rows.append(
-            [p, *cols("fanout", p, "deliveries_per_s"), *cols("fanout", p, "server_cpu_us_per_delivery", 3), lost("fanout", p)]
+            [
+                p,
+                *cols("fanout", p, "deliveries_per_s"),
+                *cols("fanout", p, "server_cpu_us_per_delivery", 3),
+                lost("fanout", p),
+            ]
         )
     table(
         "Fan-out throughput (deliveries/s, higher is better)",
@@ -377,7 +408,9 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     rows = []
     for n in cfg.ns:
         p = str(n)
-        rows.append([p, *cols("latency", p, "p50_ms", 2), *cols("latency", p, "p99_ms", 2), lost("latency", p)])
+        rows.append(
+            [p, *cols("latency", p, "p50_ms", 2), *cols("latency", p, "p99_ms", 2), lost("latency", p)]
+        )
     table(
         f"Delivery latency (ms, sender paced at {cfg.rate_hz:g} msg/s, lower is better)",
         f"{cfg.latency_messages} messages per run; every receiver timestamps every message.",
@@ -389,7 +422,12 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     for n in cfg.ns:
         p = str(n)
         rows.append(
-            [p, *cols("fanout", p, "rss_per_client_kib", 1), *cols("fanout", p, "threads_connected"), lost("fanout", p)]
+            [
+                p,
+                *cols("fanout", p, "rss_per_client_kib", 1),
+                *cols("fanout", p, "threads_connected"),
+                lost("fanout", p),
+            ]
         )
     table(
         "Memory and threads with N+1 clients connected",
@@ -406,7 +444,13 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     rows.append(
         [
             "back to baseline (all runs)",
-            *[str(all(v == 1.0 for v in rec.values("joins", p, k, "back_to_baseline")) and bool(rec.values("joins", p, k, "back_to_baseline"))) for k in kinds],
+            *[
+                str(
+                    all(v == 1.0 for v in rec.values("joins", p, k, "back_to_baseline"))
+                    and bool(rec.values("joins", p, k, "back_to_baseline"))
+                )
+                for k in kinds
+            ],
             *([""] if two else []),
         ]
     )
@@ -420,12 +464,25 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
 
     p = str(cfg.transfer_clients * cfg.transfers_per_client)
     rows = [["transfers/s", *cols("transfers", p, "transfers_per_s")]]
-    for metric in ("succeeded", "insufficient", "funds_before", "funds_after", "expected_total", "replies_missing"):
+    for metric in (
+        "succeeded",
+        "insufficient",
+        "funds_before",
+        "funds_after",
+        "expected_total",
+        "replies_missing",
+    ):
         rows.append([metric, *cols("transfers", p, metric)])
     rows.append(
         [
             "money conserved (all runs)",
-            *[str(bool(rec.values("transfers", p, k, "conserved")) and all(v == 1.0 for v in rec.values("transfers", p, k, "conserved"))) for k in kinds],
+            *[
+                str(
+                    bool(rec.values("transfers", p, k, "conserved"))
+                    and all(v == 1.0 for v in rec.values("transfers", p, k, "conserved"))
+                )
+                for k in kinds
+            ],
             *([""] if two else []),
         ]
     )
@@ -440,10 +497,18 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     rows = []
     for variant in STALL_VARIANTS:
         cut = " / ".join(
-            str(int(sum(rec.values("stall", variant, k, "cut")))) + f"/{len(rec.values('stall', variant, k, 'cut'))}" for k in kinds
+            str(int(sum(rec.values("stall", variant, k, "cut"))))
+            + f"/{len(rec.values('stall', variant, k, 'cut'))}"
+            for k in kinds
         )
         rows.append(
-            [variant, *cols("stall", variant, "p99_ms", 2), *cols("stall", variant, "burst_s", 2), cut, lost("stall", variant)]
+            [
+                variant,
+                *cols("stall", variant, "p99_ms", 2),
+                *cols("stall", variant, "burst_s", 2),
+                cut,
+                lost("stall", variant),
+            ]
         )
     table(
         f"Stalled reader among {cfg.stall_clients} clients",
@@ -451,7 +516,13 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
         "but stays under the server's per-client queue limit. `overflow`: the burst exceeds it, so the "
         "server must cut that client. p99 is the other readers' latency in the paced phase; burst_s is "
         "how long the burst took to reach every other reader.",
-        ["variant", *[f"{n} p99 ms" for n in names], *[f"{n} burst s" for n in names], "stalled cut (A / B)", "lost (A / B)"],
+        [
+            "variant",
+            *[f"{n} p99 ms" for n in names],
+            *[f"{n} burst s" for n in names],
+            "stalled cut (A / B)",
+            "lost (A / B)",
+        ],
         rows,
     )
     return out
@@ -471,18 +542,42 @@ def targets(rec: Recorder, cfg: Config, kinds: list[str]) -> list[tuple[str, boo
         return bool(runs) and bad == 0 and not errs
 
     ok = clean("fanout", big) and clean("latency", big)
-    out.append((f"{big} simultaneous clients chatting, every message delivered", ok, "fan-out and latency runs at N=" + big))
+    out.append(
+        (
+            f"{big} simultaneous clients chatting, every message delivered",
+            ok,
+            "fan-out and latency runs at N=" + big,
+        )
+    )
     if B in kinds and "100" in [str(n) for n in cfg.ns]:
-        a, b = rec.median("fanout", "100", A, "deliveries_per_s"), rec.median("fanout", "100", B, "deliveries_per_s")
-        out.append(("fan-out throughput at 100 clients >= asyncio", a >= b, f"{_num(a)} vs {_num(b)} deliveries/s (A/B {ratio(a, b):.2f})"))
+        a, b = (
+            rec.median("fanout", "100", A, "deliveries_per_s"),
+            rec.median("fanout", "100", B, "deliveries_per_s"),
+        )
+        out.append(
+            (
+                "fan-out throughput at 100 clients >= asyncio",
+                a >= b,
+                f"{_num(a)} vs {_num(b)} deliveries/s (A/B {ratio(a, b):.2f})",
+            )
+        )
     a99 = rec.median("latency", big, A, "p99_ms")
     b99 = rec.median("latency", big, B, "p99_ms") if B in kinds else float("nan")
     met = a99 < 50 and (math.isnan(b99) or a99 <= b99) and clean("latency", big)
-    out.append((f"p99 < 50 ms at {big} clients (20 msg/s) and <= asyncio p99", met, f"{a99:.2f} ms vs {b99:.2f} ms"))
+    out.append(
+        (f"p99 < 50 ms at {big} clients (20 msg/s) and <= asyncio p99", met, f"{a99:.2f} ms vs {b99:.2f} ms")
+    )
     none = rec.median("stall", "none", A, "p99_ms")
     worst = max(rec.worst("stall", v, A, "p99_ms") for v in ("held", "overflow"))
     met = (worst - none) < 100 and clean("stall", "held") and clean("stall", "overflow")
-    out.append(("a stalled reader among 100 changes others' p99 by < 100 ms", met, f"{none:.2f} ms -> worst {worst:.2f} ms, all delivered: {clean('stall', 'held') and clean('stall', 'overflow')}"))
+    out.append(
+        (
+            "a stalled reader among 100 changes others' p99 by < 100 ms",
+            met,
+            f"{none:.2f} ms -> worst {worst:.2f} ms, all delivered: "
+            f"{clean('stall', 'held') and clean('stall', 'overflow')}",
+        )
+    )
     return out
 
 
@@ -491,17 +586,23 @@ def machine_info() -> list[str]:
 
     def sh(*cmd: str) -> str:
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=servers.ROOT).stdout.strip()
+            return subprocess.run(
+                cmd, capture_output=True, text=True, timeout=10, cwd=servers.ROOT
+            ).stdout.strip()
         except OSError:
             return "?"
 
-    model = next((line.split(":", 1)[1].strip() for line in sh("lscpu").splitlines() if line.startswith("Model name")), "?")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in sh("lscpu").splitlines() if line.startswith("Model name")),
+        "?",
+    )
     dirty = sh("git", "status", "--porcelain", "--", "chatlib")
     return [
         f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- machine: `nproc` = {sh('nproc')}, {model}, {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; repository at `{sh('git', 'rev-parse', '--short', 'HEAD')}`, "
-        f"chatlib/server.py last changed in `{sh('git', 'log', '-1', '--format=%h', '--', 'chatlib/server.py') or '?'}`"
+        "chatlib/server.py last changed in "
+        f"`{sh('git', 'log', '-1', '--format=%h', '--', 'chatlib/server.py') or '?'}`"
         + (" (chatlib/ has uncommitted changes in the working tree)" if dirty else ""),
     ]
 
@@ -533,7 +634,13 @@ def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
         hi = [max(rec.values("fanout", str(n), kind, "deliveries_per_s") or [math.nan]) for n in ns]
         ax.plot(ns, med, "o-", color=colors.get(kind), label=kind)
         ax.fill_between(ns, lo, hi, color=colors.get(kind), alpha=0.2)
-    ax.set(xscale="log", yscale="log", xlabel="receivers N", ylabel="deliveries / s", title="Fan-out throughput (flood)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="receivers N",
+        ylabel="deliveries / s",
+        title="Fan-out throughput (flood)",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -570,7 +677,9 @@ SCENARIOS: dict[str, Callable[[Recorder, Config, list[str]], None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (about a minute)")
     parser.add_argument("--servers", default=f"{A},{B}", help=f"comma list of {A},{B} (default both)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios to run")
@@ -596,8 +705,16 @@ def main(argv: list[str] | None = None) -> int:
         SCENARIOS[name](rec, cfg, kinds)
     elapsed = time.perf_counter() - started
 
-    lines = ["## Results", "", *machine_info(), f"- run: `{' '.join(['bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`, {elapsed / 60:.1f} min, "
-             f"{cfg.repeats} repetition(s) per server alternating A/B; medians shown; A = {A} (chatlib.server), B = {B} (bench/async_server.py)", ""]
+    lines = [
+        "## Results",
+        "",
+        *machine_info(),
+        f"- run: `{' '.join(['bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`, "
+        f"{elapsed / 60:.1f} min, "
+        f"{cfg.repeats} repetition(s) per server alternating A/B; medians shown; "
+        f"A = {A} (chatlib.server), B = {B} (bench/async_server.py)",
+        "",
+    ]
     lines += summary_tables(rec, cfg, kinds)
     goals = targets(rec, cfg, kinds)
     if goals:
@@ -605,14 +722,26 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"| {name} | {'yes' if met else 'NO'} | {detail} |" for name, met, detail in goals]
         lines.append("")
     if rec.errors():
-        lines += ["### Errors", ""] + [f"- {r['scenario']} {r['param']} {r['server']} rep {r['rep']}: {r['value']}" for r in rec.errors()] + [""]
+        lines += (
+            ["### Errors", ""]
+            + [
+                f"- {r['scenario']} {r['param']} {r['server']} rep {r['rep']}: {r['value']}"
+                for r in rec.errors()
+            ]
+            + [""]
+        )
     print()
     print("\n".join(lines))
     write_outputs(rec, cfg, kinds, lines, args.out)
     print(f"wrote {args.out}/results.csv, summary.md, throughput.png, latency.png")
-    failed = bool(rec.errors()) or any(
-        r["metric"] in ("lost", "corrupt", "failures", "replies_missing") and r["value"] != 0 for r in rec.rows
-    ) or any(r["metric"] == "conserved" and not r["value"] for r in rec.rows)
+    failed = (
+        bool(rec.errors())
+        or any(
+            r["metric"] in ("lost", "corrupt", "failures", "replies_missing") and r["value"] != 0
+            for r in rec.rows
+        )
+        or any(r["metric"] == "conserved" and not r["value"] for r in rec.rows)
+    )
     if failed:
         print("FAILURE: some message was lost, some run failed or money was not conserved", file=sys.stderr)
     return 1 if failed else 0

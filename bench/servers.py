@@ -24,7 +24,14 @@ LISTENING_RE: Final = re.compile(r"(\d+\.\d+\.\d+\.\d+):(\d+)")
 # Nombre corto -> línea de comandos (sin --max-clients).
 SERVER_COMMANDS: Final[dict[str, list[str]]] = {
     "threaded": [sys.executable, "-m", "chatlib.server", "--host", "127.0.0.1", "--port", "0"],
-    "asyncio": [sys.executable, str(ROOT / "bench" / "async_server.py"), "--host", "127.0.0.1", "--port", "0"],
+    "asyncio": [
+        sys.executable,
+        str(ROOT / "bench" / "async_server.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ],
 }
 
 
@@ -107,7 +114,13 @@ class ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             self.proc = subprocess.Popen(
-                command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True
+                command,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
             )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

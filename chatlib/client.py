@@ -167,7 +167,9 @@ class ChatClient:
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Espera a que el servidor cierre la conexión."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self.connected, self.timeout if timeout is None else timeout)
+            return self._cond.wait_for(
+                lambda: not self.connected, self.timeout if timeout is None else timeout
+            )
 
     def quit(self, timeout: float | None = None) -> None:
         """``:q``: espera la despedida del servidor y cierra."""
@@ -217,7 +219,10 @@ class TerminalClient:
         self.stdin = stdin
         self.stdout = stdout
         self.interactive = stdin.isatty() and stdout.isatty()
-        self._auto = {proto.ASK_IDENTIFIER: name, proto.ASK_BALANCE: None if balance is None else str(balance)}
+        self._auto = {
+            proto.ASK_IDENTIFIER: name,
+            proto.ASK_BALANCE: None if balance is None else str(balance),
+        }
         self._print_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self.joined = False

@@ -235,8 +235,8 @@ class Flusher:
                 if self._stopping:
                     return
                 incoming, self._incoming = self._incoming, []
-            for outbox in incoming:
-                self._register(outbox)
+            for pending in incoming:
+                self._register(pending)
             for key, _ in self._selector.select():
                 if key.data is None:
                     try:
@@ -245,8 +245,8 @@ class Flusher:
                     except (BlockingIOError, OSError):
                         pass
                     continue
-                outbox: Outbox = key.data
-                if outbox.flush():
+                ready: Outbox = key.data
+                if ready.flush():
                     self._unregister(key.fd)
 
     def _register(self, outbox: Outbox) -> None:

@@ -49,13 +49,6 @@ def balance_set_line(balance: int) -> str:
     return server_line(f"The balance of {balance} has been set to your account.")
 
 
-def is_balance_set_line(line: str) -> bool:
-    """¿Es la confirmación del saldo? Con ella termina el saludo y el usuario ya está en el chat."""
-    return line.startswith(SERVER_PREFIX + "The balance of ") and line.endswith(
-        " has been set to your account."
-    )
-
-
 def connected_line(identifier: str) -> str:
     """Aviso de conexión (consola del servidor y demás usuarios)."""
     return server_line(f"{identifier} connected!")
@@ -96,6 +89,95 @@ def users_line(identifiers: list[str]) -> str:
     return server_line(f"Connected users: {', '.join(identifiers)}.")
 
 
+# Las inversas de los formateadores: quien lee el protocolo (clientes, el
+# verificador, los benchmarks, el laboratorio) reconoce las líneas con estas
+# funciones en vez de copiar expresiones regulares. Devuelven ``None`` cuando la
+# línea no es de ese tipo.
+_ID: Final = r"(\S+)"
+_NUMBER: Final = r"(-?[0-9]+)"
+_FUNDS_RE: Final = re.compile(re.escape(SERVER_PREFIX) + r"You have " + _NUMBER + r" dollars\.")
+_BALANCE_SET_RE: Final = re.compile(
+    re.escape(SERVER_PREFIX) + r"The balance of " + _NUMBER + r" has been set to your account\."
+)
+_CONNECTED_RE: Final = re.compile(re.escape(SERVER_PREFIX) + _ID + r" connected!")
+_DISCONNECTED_RE: Final = re.compile(re.escape(SERVER_PREFIX) + _ID + r" disconnected!")
+_SENT_RE: Final = re.compile(
+    re.escape(SERVER_PREFIX)
+    + r"You transferred ([0-9]+) dollars to "
+    + _ID
+    + r"\. You have "
+    + _NUMBER
+    + r" dollars\."
+)
+_RECEIVED_RE: Final = re.compile(re.escape(SERVER_PREFIX) + _ID + r" transferred you ([0-9]+) dollars\.")
+_USERS_RE: Final = re.compile(re.escape(SERVER_PREFIX) + r"Connected users: (.*)\.")
+_PRIVATE_RE: Final = re.compile(_ID + r" \(private\): (.*)", re.DOTALL)
+_CHAT_RE: Final = re.compile(r"(\S+?): (.*)", re.DOTALL)
+
+
+def parse_funds_line(line: str) -> int | None:
+    """Inversa de ``funds_line``: el saldo informado por ``:funds``."""
+    match = _FUNDS_RE.fullmatch(line)
+    return int(match.group(1)) if match else None
+
+
+def parse_balance_set_line(line: str) -> int | None:
+    """Inversa de ``balance_set_line``: el saldo inicial confirmado."""
+    match = _BALANCE_SET_RE.fullmatch(line)
+    return int(match.group(1)) if match else None
+
+
+def is_balance_set_line(line: str) -> bool:
+    """¿Es la confirmación del saldo? Con ella termina el saludo y el usuario ya está en el chat."""
+    return parse_balance_set_line(line) is not None
+
+
+def parse_connected_line(line: str) -> str | None:
+    """Inversa de ``connected_line``: quién se conectó."""
+    match = _CONNECTED_RE.fullmatch(line)
+    return match.group(1) if match else None
+
+
+def parse_disconnected_line(line: str) -> str | None:
+    """Inversa de ``disconnected_line``: quién se desconectó."""
+    match = _DISCONNECTED_RE.fullmatch(line)
+    return match.group(1) if match else None
+
+
+def parse_transfer_sent_line(line: str) -> tuple[int, str, int] | None:
+    """Inversa de ``transfer_sent_line``: ``(monto, destinatario, saldo restante)``."""
+    match = _SENT_RE.fullmatch(line)
+    return (int(match.group(1)), match.group(2), int(match.group(3))) if match else None
+
+
+def parse_transfer_received_line(line: str) -> tuple[str, int] | None:
+    """Inversa de ``transfer_received_line``: ``(emisor, monto)``."""
+    match = _RECEIVED_RE.fullmatch(line)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def parse_users_line(line: str) -> list[str] | None:
+    """Inversa de ``users_line``: los identificadores en el orden informado."""
+    match = _USERS_RE.fullmatch(line)
+    if match is None:
+        return None
+    return [name for name in match.group(1).split(", ") if name]
+
+
+def parse_private_line(line: str) -> tuple[str, str] | None:
+    """Inversa de ``private_line``: ``(emisor, texto)``."""
+    match = _PRIVATE_RE.fullmatch(line)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def parse_chat_line(line: str) -> tuple[str, str] | None:
+    """Inversa de ``chat_line``: ``(emisor, texto)``; ``None`` para avisos del servidor y privados."""
+    if line.startswith(SERVER_PREFIX) or line in (WELCOME, GOODBYE) or parse_private_line(line):
+        return None
+    match = _CHAT_RE.fullmatch(line)
+    return (match.group(1), match.group(2)) if match else None
+
+
 def validate_identifier(raw: str) -> str:
     """Devuelve el identificador si es válido; si no, ``ProtocolError`` con la razón."""
     identifier = raw.strip()
@@ -104,9 +186,7 @@ def validate_identifier(raw: str) -> str:
     if len(identifier) > MAX_IDENTIFIER_LENGTH:
         raise ProtocolError(f"The identifier must have at most {MAX_IDENTIFIER_LENGTH} characters.")
     if not _IDENTIFIER_RE.fullmatch(identifier):
-        raise ProtocolError(
-            "The identifier may only contain letters, digits, '_', '-' and '.'."
-        )
+        raise ProtocolError("The identifier may only contain letters, digits, '_', '-' and '.'.")
     if identifier.casefold() in RESERVED_IDENTIFIERS:
         raise ProtocolError(f"The identifier '{identifier}' is reserved.")
     return identifier

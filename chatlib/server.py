@@ -452,9 +452,7 @@ class ChatServer:
         listener = socket.create_server((self.host, self.port), backlog=min(self.max_clients, 4096))
         self._listener = listener
         self.flusher.start()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name="chatlib-accept", daemon=True
-        )
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="chatlib-accept", daemon=True)
         self._accept_thread.start()
         return self.address
 
@@ -499,9 +497,7 @@ class ChatServer:
 
     def _refuse(self, sock: socket.socket) -> None:
         """Chat lleno: una línea clara y se cierra, sin crear un hilo."""
-        notice = proto.server_line(
-            f"The chat is full ({self.max_clients} users). Please try again later."
-        )
+        notice = proto.server_line(f"The chat is full ({self.max_clients} users). Please try again later.")
         try:
             sock.send((notice + "\n").encode(proto.ENCODING), socket.MSG_DONTWAIT)
             sock.shutdown(socket.SHUT_WR)
@@ -588,12 +584,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5000, help="TCP port; 0 picks a free one (default 5000)")
     parser.add_argument("--max-clients", type=int, default=256, help="simultaneous connections (default 256)")
     parser.add_argument(
-        "--handshake-timeout", type=float, default=120.0,
+        "--handshake-timeout",
+        type=float,
+        default=120.0,
         help="seconds a new client has to answer the identifier and balance questions",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level for diagnostics on stderr")
     parser.add_argument(
-        "--unsafe-bank", nargs="?", type=float, const=0.01, default=None, metavar="WINDOW",
+        "--unsafe-bank",
+        nargs="?",
+        type=float,
+        const=0.01,
+        default=None,
+        metavar="WINDOW",
         help="race-condition lab only: transfers WITHOUT a lock, sleeping WINDOW seconds "
         "(default 0.01) between each read and write so concurrent transfers lose money",
     )
@@ -615,11 +618,10 @@ def main(argv: list[str] | None = None) -> int:
 
         bank = unsafe_bank(args.unsafe_bank)
         print(
-            "!" * 72
-            + f"\n!!! WARNING: --unsafe-bank: transfers run WITHOUT A LOCK (race window {args.unsafe_bank:g} s)."
+            "!" * 72 + "\n!!! WARNING: --unsafe-bank: transfers run WITHOUT A LOCK "
+            f"(race window {args.unsafe_bank:g} s)."
             "\n!!! Concurrent transfers WILL lose updates: money appears and vanishes."
-            "\n!!! Race-condition lab only. Never trust the balances of this server.\n"
-            + "!" * 72,
+            "\n!!! Race-condition lab only. Never trust the balances of this server.\n" + "!" * 72,
             flush=True,
         )
     server = ChatServer(

@@ -51,9 +51,7 @@ TEMPLATE_DIR = REPORT_DIR / "template"
 PDF_OUT = REPORT_DIR / "informe.pdf"
 HTML_OUT = REPORT_DIR / "informe.html"
 DEBIAN_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
-MONTHS = (
-    "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre"
-).split()
+MONTHS = ("enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre").split()
 
 sys.path.insert(0, str(REPORT_DIR))
 
@@ -208,8 +206,10 @@ def report_log(logfile: Path) -> None:
     big = [float(x) for x in overfull if float(x) > 2.0]
     overfull_v = re.findall(r"Overfull \\vbox \(([\d.]+)pt too high\)", text)
     if overfull_v:
-        log(f"aviso: {len(overfull_v)} páginas desbordadas verticalmente (se pierde contenido): "
-            + ", ".join(f"{x} pt" for x in overfull_v))
+        log(
+            f"aviso: {len(overfull_v)} páginas desbordadas verticalmente (se pierde contenido): "
+            + ", ".join(f"{x} pt" for x in overfull_v)
+        )
     missing = sorted(set(re.findall(r"Missing character: There is no (.) ", text)))
     undefined = re.findall(r"LaTeX Warning: (?:Reference|Citation) `([^']+)' .* undefined", text)
     log(f"cajas desbordadas: {len(overfull)} (más de 2 pt: {len(big)})")
@@ -223,8 +223,9 @@ def export_html(nb) -> Path:
     """Versión HTML (sin código de celdas), para cuando no hay TeX."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     exporter.register_preprocessor(_tag_remover(), enabled=True)
     nb = copy.deepcopy(nb)
     # Las referencias cruzadas de LaTeX no existen en HTML: se quitan.
@@ -260,8 +261,9 @@ def export_html(nb) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", action="store_true", help="generar también report/informe.html")
-    parser.add_argument("--require-pdf", action="store_true",
-                        help="código de salida 1 si no se pudo generar el PDF")
+    parser.add_argument(
+        "--require-pdf", action="store_true", help="código de salida 1 si no se pudo generar el PDF"
+    )
     parser.add_argument("--timeout", type=int, default=300, help="segundos por celda")
     args = parser.parse_args(argv)
 

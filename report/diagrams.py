@@ -32,29 +32,101 @@ def _canvas(width: float, height: float, xlim: float = 100, ylim: float = 100):
     return fig, ax
 
 
-def _box(ax, x, y, w, h, text, *, fc=LIGHT, ec=BLUE, fs=8, bold=False, color="black", mono=False,
-         radius=1.2, lw=1.0, ha="center", style="round"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"{style},pad=0,rounding_size={radius}"
-                                if style == "round" else f"{style},pad=0",
-                                fc=fc, ec=ec, lw=lw))
+def _box(
+    ax,
+    x,
+    y,
+    w,
+    h,
+    text,
+    *,
+    fc=LIGHT,
+    ec=BLUE,
+    fs=8,
+    bold=False,
+    color="black",
+    mono=False,
+    radius=1.2,
+    lw=1.0,
+    ha="center",
+    style="round",
+):
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y),
+            w,
+            h,
+            boxstyle=f"{style},pad=0,rounding_size={radius}" if style == "round" else f"{style},pad=0",
+            fc=fc,
+            ec=ec,
+            lw=lw,
+        )
+    )
     tx = x + w / 2 if ha == "center" else x + 1.2
-    ax.text(tx, y + h / 2, text, ha=ha, va="center", fontsize=fs, color=color,
-            fontweight="bold" if bold else "normal", family="DejaVu Sans Mono" if mono else None,
-            linespacing=1.25)
+    ax.text(
+        tx,
+        y + h / 2,
+        text,
+        ha=ha,
+        va="center",
+        fontsize=fs,
+        color=color,
+        fontweight="bold" if bold else "normal",
+        family="DejaVu Sans Mono" if mono else None,
+        linespacing=1.25,
+    )
 
 
-def _arrow(ax, x1, y1, x2, y2, *, color=BLUE, lw=1.1, style="-|>", ls="-", text=None, fs=7,
-           tcolor=None, toff=(0, 1.2), rot=None, mutation=9, ha="center", connection="arc3"):
-    ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), arrowstyle=style, mutation_scale=mutation,
-                                 color=color, lw=lw, linestyle=ls, shrinkA=0, shrinkB=0,
-                                 connectionstyle=connection))
+def _arrow(
+    ax,
+    x1,
+    y1,
+    x2,
+    y2,
+    *,
+    color=BLUE,
+    lw=1.1,
+    style="-|>",
+    ls="-",
+    text=None,
+    fs=7,
+    tcolor=None,
+    toff=(0, 1.2),
+    rot=None,
+    mutation=9,
+    ha="center",
+    connection="arc3",
+):
+    ax.add_patch(
+        FancyArrowPatch(
+            (x1, y1),
+            (x2, y2),
+            arrowstyle=style,
+            mutation_scale=mutation,
+            color=color,
+            lw=lw,
+            linestyle=ls,
+            shrinkA=0,
+            shrinkB=0,
+            connectionstyle=connection,
+        )
+    )
     if text:
-        ax.text((x1 + x2) / 2 + toff[0], (y1 + y2) / 2 + toff[1], text, fontsize=fs,
-                color=tcolor or color, ha=ha, va="bottom", rotation=rot if rot is not None else 0,
-                rotation_mode="anchor")
+        ax.text(
+            (x1 + x2) / 2 + toff[0],
+            (y1 + y2) / 2 + toff[1],
+            text,
+            fontsize=fs,
+            color=tcolor or color,
+            ha=ha,
+            va="bottom",
+            rotation=rot if rot is not None else 0,
+            rotation_mode="anchor",
+        )
 
 
 # --- 1. Capas TCP/IP --------------------------------------------------------------
+
 
 def tcpip_layers():
     """Las cuatro capas de TCP/IP, dónde está la API de sockets y el encapsulado."""
@@ -67,14 +139,21 @@ def tcpip_layers():
     ]
     top, h = 45, 8.2
     ys = [35.8, 21.6, 11.8, 2.0]
-    for (name, desc, fc), y in zip(layers, ys):
+    for (name, desc, fc), y in zip(layers, ys, strict=False):
         _box(ax, 2, y, 13, h, name, fc=fc, bold=True, fs=8)
         _box(ax, 16, y, 25, h, desc, fc=fc, fs=6.8)
     # Frontera de la API de sockets (espacio de usuario / núcleo).
     yb = 32.4
     ax.plot([0.5, 97], [yb, yb], color=RED, lw=1.2, ls=(0, (4, 2)))
-    ax.text(2, yb + 0.5, "API de sockets: socket(), bind(), connect(), send(), recv()…", color=RED,
-            fontsize=6.6, fontweight="bold", va="bottom")
+    ax.text(
+        2,
+        yb + 0.5,
+        "API de sockets: socket(), bind(), connect(), send(), recv()…",
+        color=RED,
+        fontsize=6.6,
+        fontweight="bold",
+        va="bottom",
+    )
     ax.text(97, yb + 0.5, "espacio de usuario ↑", color=RED, fontsize=6.3, va="bottom", ha="right")
     ax.text(97, yb - 0.6, "núcleo del sistema operativo ↓", color=RED, fontsize=6.3, va="top", ha="right")
     # Encapsulado a la derecha.
@@ -83,25 +162,53 @@ def tcpip_layers():
         ([("datos: «ana: hola\\n»", 26, "#DCE6F5")], "mensaje"),
         ([("TCP", 8, "#BFE0C6"), ("datos", 18, "#DCE6F5")], "segmento"),
         ([("IP", 7, "#F6D9A8"), ("TCP", 8, "#BFE0C6"), ("datos", 18, "#DCE6F5")], "paquete"),
-        ([("Eth", 6, "#E4C6E8"), ("IP", 7, "#F6D9A8"), ("TCP", 8, "#BFE0C6"), ("datos", 18, "#DCE6F5"),
-          ("FCS", 5, "#E4C6E8")], "trama"),
+        (
+            [
+                ("Eth", 6, "#E4C6E8"),
+                ("IP", 7, "#F6D9A8"),
+                ("TCP", 8, "#BFE0C6"),
+                ("datos", 18, "#DCE6F5"),
+                ("FCS", 5, "#E4C6E8"),
+            ],
+            "trama",
+        ),
     ]
     for i, (cells, label) in enumerate(rows):
         y = ys[i] + 2.1
         total = sum(w for _, w, _ in cells)
         x = x0 + (44 - total)
         for text, w, fc in cells:
-            _box(ax, x, y, w, 4, text, fc=fc, ec=GREY, fs=6.3, radius=0.4, lw=0.7,
-                 mono=text.startswith("datos:"))
+            _box(
+                ax,
+                x,
+                y,
+                w,
+                4,
+                text,
+                fc=fc,
+                ec=GREY,
+                fs=6.3,
+                radius=0.4,
+                lw=0.7,
+                mono=text.startswith("datos:"),
+            )
             x += w
         ax.text(x0 + 44 + 1, y + 2, label, fontsize=6.8, va="center", color=GREY, style="italic")
-    ax.text(x0 + 22, top + 1.2, "Encapsulado al enviar (cada capa agrega su cabecera)",
-            fontsize=7.2, ha="center", color=BLUE, fontweight="bold")
+    ax.text(
+        x0 + 22,
+        top + 1.2,
+        "Encapsulado al enviar (cada capa agrega su cabecera)",
+        fontsize=7.2,
+        ha="center",
+        color=BLUE,
+        fontweight="bold",
+    )
     ax.text(21, top + 1.2, "Pila TCP/IP", fontsize=7.2, ha="center", color=BLUE, fontweight="bold")
     return fig
 
 
 # --- 2. Saludo de tres vías y cierre ---------------------------------------------------
+
 
 def handshake():
     """Diagrama de secuencia: conexión (SYN, SYN+ACK, ACK), datos y cierre con FIN."""
@@ -114,22 +221,40 @@ def handshake():
     ax.plot([xs, xs], [2, 94], color=GREY, lw=1)
 
     def state(x, y, text, side):
-        ax.text(x + (-1.5 if side == "l" else 1.5), y, text, fontsize=6.3, family="DejaVu Sans Mono",
-                ha="right" if side == "l" else "left", va="center", color=PURPLE)
+        ax.text(
+            x + (-1.5 if side == "l" else 1.5),
+            y,
+            text,
+            fontsize=6.3,
+            family="DejaVu Sans Mono",
+            ha="right" if side == "l" else "left",
+            va="center",
+            color=PURPLE,
+        )
 
     def call(y, text, side):
-        ax.text(3 if side == "l" else 97, y, text, fontsize=6.6, family="DejaVu Sans Mono",
-                ha="left" if side == "l" else "right", va="center", color=GREEN)
+        ax.text(
+            3 if side == "l" else 97,
+            y,
+            text,
+            fontsize=6.6,
+            family="DejaVu Sans Mono",
+            ha="left" if side == "l" else "right",
+            va="center",
+            color=GREEN,
+        )
 
     def msg(y1, y2, text, left_to_right=True, color=BLUE, ls="-"):
         x1, x2 = (xc, xs) if left_to_right else (xs, xc)
         _arrow(ax, x1, y1, x2, y2, color=color, ls=ls)
-        ax.text((xc + xs) / 2, (y1 + y2) / 2 + 0.9, text, fontsize=6.4, ha="center", va="bottom",
-                color=color)
+        ax.text((xc + xs) / 2, (y1 + y2) / 2 + 0.9, text, fontsize=6.4, ha="center", va="bottom", color=color)
 
     def section(y_top, y_bottom, title):
-        ax.add_patch(plt.Rectangle((1.5, y_bottom), 97, y_top - y_bottom, fc="none", ec="#B8C4D6",
-                                   lw=0.8, ls=(0, (3, 2))))
+        ax.add_patch(
+            plt.Rectangle(
+                (1.5, y_bottom), 97, y_top - y_bottom, fc="none", ec="#B8C4D6", lw=0.8, ls=(0, (3, 2))
+            )
+        )
         ax.text(3, y_top - 2.2, title, fontsize=7.5, color=BLUE, fontweight="bold", va="center")
 
     section(93.5, 61, "Saludo de tres vías")
@@ -167,12 +292,20 @@ def handshake():
     msg(13, 8, "ACK ack=v+1")
     state(xs, 6, "CLOSED", "r")
     state(xc, 4, "CLOSED", "l")
-    ax.text(98.5, -1.5, "verde: llamada al sistema · morado: estado TCP (RFC 9293)", fontsize=6,
-            ha="right", va="top", color=GREY)
+    ax.text(
+        98.5,
+        -1.5,
+        "verde: llamada al sistema · morado: estado TCP (RFC 9293)",
+        fontsize=6,
+        ha="right",
+        va="top",
+        color=GREY,
+    )
     return fig
 
 
 # --- 3. Llamadas de los sockets de Berkeley ------------------------------------------------
+
 
 def berkeley_calls():
     """Secuencia de llamadas de servidor y cliente TCP y cómo se relacionan."""
@@ -180,23 +313,55 @@ def berkeley_calls():
     xs, xc, w, h = 12, 62, 26, 7
     ax.text(xs + w / 2, 97, "Servidor", ha="center", fontsize=9, fontweight="bold", color=BLUE)
     ax.text(xc + w / 2, 97, "Cliente", ha="center", fontsize=9, fontweight="bold", color=BLUE)
-    server = [("socket()", 86), ("bind()", 75), ("listen()", 64), ("accept()", 53),
-              ("recv()", 38), ("send()", 27), ("close()", 8)]
+    server = [
+        ("socket()", 86),
+        ("bind()", 75),
+        ("listen()", 64),
+        ("accept()", 53),
+        ("recv()", 38),
+        ("send()", 27),
+        ("close()", 8),
+    ]
     client = [("socket()", 86), ("connect()", 53), ("send()", 38), ("recv()", 27), ("close()", 16)]
-    notes_s = {"socket()": "AF_INET, SOCK_STREAM", "bind()": "dirección y puerto",
-               "listen()": "cola de conexiones", "accept()": "bloquea; retorna un\nsocket nuevo por cliente",
-               "recv()": "bloquea hasta\nque lleguen bytes", "send()": "recv()/send() se repiten\nmientras dure la sesión",
-               "close()": "libera el descriptor"}
-    notes_c = {"socket()": "AF_INET, SOCK_STREAM", "connect()": "bloquea durante el\nsaludo de tres vías",
-               "close()": "envía FIN"}
+    notes_s = {
+        "socket()": "AF_INET, SOCK_STREAM",
+        "bind()": "dirección y puerto",
+        "listen()": "cola de conexiones",
+        "accept()": "bloquea; retorna un\nsocket nuevo por cliente",
+        "recv()": "bloquea hasta\nque lleguen bytes",
+        "send()": "recv()/send() se repiten\nmientras dure la sesión",
+        "close()": "libera el descriptor",
+    }
+    notes_c = {
+        "socket()": "AF_INET, SOCK_STREAM",
+        "connect()": "bloquea durante el\nsaludo de tres vías",
+        "close()": "envía FIN",
+    }
     for seq, x, notes, side in ((server, xs, notes_s, -1), (client, xc, notes_c, 1)):
         for i, (name, y) in enumerate(seq):
-            _box(ax, x, y, w, h, name, mono=True, fs=8.5, bold=True,
-                 fc="#DCE6F5" if name not in ("recv()", "send()") else "#E3F1E6")
+            _box(
+                ax,
+                x,
+                y,
+                w,
+                h,
+                name,
+                mono=True,
+                fs=8.5,
+                bold=True,
+                fc="#DCE6F5" if name not in ("recv()", "send()") else "#E3F1E6",
+            )
             if name in notes:
                 tx = x - 1.5 if side < 0 else x + w + 1.5
-                ax.text(tx, y + h / 2, notes[name], fontsize=6.2, color=GREY,
-                        ha="right" if side < 0 else "left", va="center")
+                ax.text(
+                    tx,
+                    y + h / 2,
+                    notes[name],
+                    fontsize=6.2,
+                    color=GREY,
+                    ha="right" if side < 0 else "left",
+                    va="center",
+                )
             if i + 1 < len(seq):
                 _arrow(ax, x + w / 2, y, x + w / 2, seq[i + 1][1] + h, color=GREY, lw=0.9)
     # Relaciones entre ambos lados.
@@ -207,12 +372,20 @@ def berkeley_calls():
     _arrow(ax, xs + w, 30.5, xc, 30.5, color=GREEN, ls=(0, (4, 2)))
     ax.text((xs + w + xc) / 2, 32, "respuesta (bytes)", fontsize=6.8, color=GREEN, ha="center")
     _arrow(ax, xc, 19.5, xs + w, 13, color=RED, ls=(0, (4, 2)))
-    ax.text((xs + w + xc) / 2 + 1, 18.2, "FIN: recv() retorna b''", fontsize=6.8, color=RED,
-            ha="center", rotation=9)
+    ax.text(
+        (xs + w + xc) / 2 + 1,
+        18.2,
+        "FIN: recv() retorna b''",
+        fontsize=6.8,
+        color=RED,
+        ha="center",
+        rotation=9,
+    )
     return fig
 
 
 # --- 4. Encuadre de mensajes ------------------------------------------------------------
+
 
 def framing():
     """Dos líneas enviadas, tres ``recv`` con cortes arbitrarios y el reensamblado."""
@@ -226,43 +399,83 @@ def framing():
         i = 0
         while i < len(text):
             if text[i] == "\\":
-                tokens.append(text[i:i + 2])
+                tokens.append(text[i : i + 2])
                 i += 2
             else:
                 tokens.append(text[i])
                 i += 1
         for t in tokens:
-            _box(ax, x, y, cw, 3.6, "␣" if t == " " else t, fc=fc if t != "\\n" else "#F6D9A8",
-                 ec=GREY, fs=6.8, mono=True, radius=0.2, lw=0.6)
+            _box(
+                ax,
+                x,
+                y,
+                cw,
+                3.6,
+                "␣" if t == " " else t,
+                fc=fc if t != "\\n" else "#F6D9A8",
+                ec=GREY,
+                fs=6.8,
+                mono=True,
+                radius=0.2,
+                lw=0.6,
+            )
             x += cw
         if label:
             ax.text(x + 0.8, y + 1.8, label, fontsize=6.5, va="center", color=GREY)
         return x
 
-    ax.text(1, 35.5, "El emisor llama\ndos veces a send():", fontsize=7, va="center", color=BLUE,
-            fontweight="bold")
+    ax.text(
+        1,
+        35.5,
+        "El emisor llama\ndos veces a send():",
+        fontsize=7,
+        va="center",
+        color=BLUE,
+        fontweight="bold",
+    )
     x = 26
     for s in sent:
         x = cells(x, 34, s, "#DCE6F5") + 3
-    ax.text(1, 22, "TCP entrega un\nflujo de bytes;\nel receptor obtiene:", fontsize=7, va="center",
-            color=BLUE, fontweight="bold")
+    ax.text(
+        1,
+        22,
+        "TCP entrega un\nflujo de bytes;\nel receptor obtiene:",
+        fontsize=7,
+        va="center",
+        color=BLUE,
+        fontweight="bold",
+    )
     x = 26
     for k, c in enumerate(chunks):
         x = cells(x, 20, c, "#E3F1E6", label=f"recv #{k + 1}") + 9
-    ax.text(1, 7.5, "LineBuffer.feed()\ncorta en cada \\n:", fontsize=7, va="center", color=BLUE,
-            fontweight="bold")
+    ax.text(
+        1,
+        7.5,
+        "LineBuffer.feed()\ncorta en cada \\n:",
+        fontsize=7,
+        va="center",
+        color=BLUE,
+        fontweight="bold",
+    )
     x = 26
     for s in ('"ana: hola"', '":u"'):
         _box(ax, x, 5.7, len(s) * 1.5 + 2, 3.6, s, fc="#DCE6F5", ec=BLUE, fs=7, mono=True, radius=0.5)
         x += len(s) * 1.5 + 6
-    ax.text(x + 1, 7.5, "mensajes completos, en orden;\nlo incompleto espera al próximo recv()",
-            fontsize=6.5, color=GREY, va="center")
+    ax.text(
+        x + 1,
+        7.5,
+        "mensajes completos, en orden;\nlo incompleto espera al próximo recv()",
+        fontsize=6.5,
+        color=GREY,
+        va="center",
+    )
     _arrow(ax, 50, 32.5, 50, 25, color=GREY, lw=0.8)
     _arrow(ax, 50, 18.5, 50, 11, color=GREY, lw=0.8)
     return fig
 
 
 # --- 5. Arquitectura del servidor -------------------------------------------------------------
+
 
 def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     """Hilos, sockets, buffers de salida y secciones críticas de ``chatlib.server``."""
@@ -279,15 +492,30 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         # Outbox entre el cliente y su sesión.
         _box(ax, 12, y, 19, 7, "", fc="#FFF6E5", ec=ORANGE)
         ax.text(13, y + 5.3, "Outbox", fontsize=6.5, fontweight="bold", color=ORANGE, va="center")
-        ax.text(13, y + 2.4, f"send(MSG_DONTWAIT)\nresto → cola ≤ {queue_text}", fontsize=5.5,
-                va="center", family="DejaVu Sans Mono", color="#6b4500")
+        ax.text(
+            13,
+            y + 2.4,
+            f"send(MSG_DONTWAIT)\nresto → cola ≤ {queue_text}",
+            fontsize=5.5,
+            va="center",
+            family="DejaVu Sans Mono",
+            color="#6b4500",
+        )
         _arrow(ax, 12, y + 3.5, 9, y + 3.5, color=ORANGE, lw=1.0)
         # Sesión (un hilo por conexión).
         _box(ax, 36, y, 27, 11.5, "", fc="#E3F1E6", ec=GREEN)
-        ax.text(37.2, y + 9.4, f"hilo Session ({name})", fontsize=6.6, fontweight="bold", color=GREEN,
-                va="center")
-        ax.text(37.2, y + 4.3, "recv() bloqueante → LineBuffer\n→ parse_line → handler\n→ Batch.flush()",
-                fontsize=5.7, va="center", family="DejaVu Sans Mono", color="#1c4d2a")
+        ax.text(
+            37.2, y + 9.4, f"hilo Session ({name})", fontsize=6.6, fontweight="bold", color=GREEN, va="center"
+        )
+        ax.text(
+            37.2,
+            y + 4.3,
+            "recv() bloqueante → LineBuffer\n→ parse_line → handler\n→ Batch.flush()",
+            fontsize=5.7,
+            va="center",
+            family="DejaVu Sans Mono",
+            color="#1c4d2a",
+        )
         # recv: del cliente a su sesión, por arriba del Outbox.
         _arrow(ax, 9, y + 8.5, 36, y + 9.5, color=GREEN, lw=1.0)
         # Respuesta propia hacia su Outbox.
@@ -295,8 +523,18 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     ax.text(22.5, 56.3, "recv()", fontsize=5.8, color=GREEN, ha="center")
     ax.text(49.5, 22, "⋮   un hilo Session por conexión", fontsize=7, ha="center", color=GREY)
     ax.text(5, 22, "⋮", fontsize=11, ha="center", color=GREY)
-    _arrow(ax, 49.5, 63, 49.5, 57.5, color=BLUE, text=" accept() + Thread.start()", fs=6,
-           toff=(0.4, -1.6), ha="left")
+    _arrow(
+        ax,
+        49.5,
+        63,
+        49.5,
+        57.5,
+        color=BLUE,
+        text=" accept() + Thread.start()",
+        fs=6,
+        toff=(0.4, -1.6),
+        ha="left",
+    )
     # Difusión: la sesión de ana escribe en los Outbox de los demás.
     _arrow(ax, 36, 48, 31, 35, color=ORANGE, lw=0.9)
     _arrow(ax, 36, 47.5, 31, 11, color=ORANGE, lw=0.9)
@@ -306,13 +544,26 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     # Estado compartido a la derecha.
     _box(ax, 74, 46, 25, 18, "", fc="#F4ECF7", ec=PURPLE)
     ax.text(86.5, 61.3, "ChatServer", fontsize=7, fontweight="bold", color=PURPLE, ha="center")
-    ax.text(75.2, 53, "_lock (threading.Lock)\n_names: id → Session\nmembers: tupla inmutable\n"
-            f"máx. {max_clients} conexiones", fontsize=5.8, va="center", family="DejaVu Sans Mono")
+    ax.text(
+        75.2,
+        53,
+        "_lock (threading.Lock)\n_names: id → Session\nmembers: tupla inmutable\n"
+        f"máx. {max_clients} conexiones",
+        fontsize=5.8,
+        va="center",
+        family="DejaVu Sans Mono",
+    )
     _box(ax, 74, 21, 25, 19, "", fc="#FDECEA", ec=RED)
     ax.text(86.5, 37.3, "Bank", fontsize=7, fontweight="bold", color=RED, ha="center")
-    ax.text(75.2, 29, "_lock (threading.Lock)\n_balances: id → saldo\ntransfer(): leer,\n"
-            "verificar y escribir\nen una sección crítica", fontsize=5.8, va="center",
-            family="DejaVu Sans Mono")
+    ax.text(
+        75.2,
+        29,
+        "_lock (threading.Lock)\n_balances: id → saldo\ntransfer(): leer,\n"
+        "verificar y escribir\nen una sección crítica",
+        fontsize=5.8,
+        va="center",
+        family="DejaVu Sans Mono",
+    )
     _box(ax, 74, 5, 25, 9, "consola del servidor\n«[SERVER] Client: …»", fc="#F2F2F2", ec=GREY, fs=6.2)
     # Las sesiones usan el estado compartido (secciones críticas).
     for _, y in rows:
@@ -321,9 +572,16 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     _arrow(ax, 63, 9, 74, 9.5, color=GREY, lw=0.7, ls=(0, (3, 2)))
     ax.text(68.5, 62, "registro de\nusuarios", fontsize=5.6, color=PURPLE, ha="center")
     ax.text(68.5, 17.5, ":funds, :t", fontsize=5.6, color=RED, ha="center")
-    ax.text(0.5, 0.5, "Naranja: bytes hacia los clientes (camino rápido en el hilo que produce el mensaje; "
-            "camino lento en el Flusher).\nVerde: bytes desde los clientes. Punteado: acceso a estado "
-            "compartido, siempre con su lock.", fontsize=5.8, color=GREY, va="bottom")
+    ax.text(
+        0.5,
+        0.5,
+        "Naranja: bytes hacia los clientes (camino rápido en el hilo que produce el mensaje; "
+        "camino lento en el Flusher).\nVerde: bytes desde los clientes. Punteado: acceso a estado "
+        "compartido, siempre con su lock.",
+        fontsize=5.8,
+        color=GREY,
+        va="bottom",
+    )
     return fig
 
 

@@ -19,8 +19,20 @@ _STRONG = set("aeoáéóíú")  # í y ú con tilde rompen el diptongo (hiato)
 _WEAK = set("iuü")
 _VOWELS = _STRONG | _WEAK
 _INSEPARABLE = {
-    "pr", "br", "tr", "dr", "cr", "kr", "gr", "fr",
-    "pl", "bl", "cl", "kl", "gl", "fl",
+    "pr",
+    "br",
+    "tr",
+    "dr",
+    "cr",
+    "kr",
+    "gr",
+    "fr",
+    "pl",
+    "bl",
+    "cl",
+    "kl",
+    "gl",
+    "fl",
 }
 _DIGRAPHS = ("ch", "ll", "rr")
 _WORD_RE = re.compile(r"(?<![\w\\-])[A-Za-zÁÉÍÓÚÜÑáéíóúüñ]{7,}(?![\w-])")
@@ -71,7 +83,7 @@ def syllables(word: str) -> list[str]:
     if len(nuclei) < 2:
         return [w]
     cuts: list[int] = []  # índices de unidad donde empieza una sílaba nueva
-    for (_, end), (nxt, _) in zip(nuclei, nuclei[1:]):
+    for (_, end), (nxt, _) in zip(nuclei, nuclei[1:], strict=False):
         cons = units[end:nxt]
         n = len(cons)
         if n == 0:

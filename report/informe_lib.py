@@ -38,9 +38,18 @@ def prose(markdown_text: str) -> None:
 def _latex_escape(text: str) -> str:
     """Escapa texto plano para LaTeX (leyendas y nombres de archivo)."""
     repl = {
-        "\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "$": r"\$",
-        "%": r"\%", "&": r"\&", "_": r"\_", "^": r"\^{}", "~": r"\textasciitilde{}",
-        "\u202f": r"\,", "\u00a0": "~",
+        "\\": r"\textbackslash{}",
+        "{": r"\{",
+        "}": r"\}",
+        "#": r"\#",
+        "$": r"\$",
+        "%": r"\%",
+        "&": r"\&",
+        "_": r"\_",
+        "^": r"\^{}",
+        "~": r"\textasciitilde{}",
+        "\u202f": r"\,",
+        "\u00a0": "~",
     }
     return "".join(repl.get(ch, ch) for ch in text)
 
@@ -68,8 +77,16 @@ def _caption_html(caption: str) -> str:
     return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", esc)
 
 
-def figure(path: str | Path, caption: str, *, label: str | None = None, width: float = 0.92,
-           short: str | None = None, placement: str = "htbp", max_height: float = 0.62) -> None:
+def figure(
+    path: str | Path,
+    caption: str,
+    *,
+    label: str | None = None,
+    width: float = 0.92,
+    short: str | None = None,
+    placement: str = "htbp",
+    max_height: float = 0.62,
+) -> None:
     """Inserta una imagen ya existente como figura numerada con leyenda."""
     src = Path(path)
     if not src.is_absolute():
@@ -93,8 +110,13 @@ def figure(path: str | Path, caption: str, *, label: str | None = None, width: f
         f'src="data:image/png;base64,{data}"/><figcaption><b>Figura {_counters["figure"]}:</b> '
         f"{_caption_html(caption)}</figcaption></figure>"
     )
-    _show({"text/latex": latex, "text/html": html_fig,
-           "text/plain": f"[Figura {_counters['figure']}: {caption}]"})
+    _show(
+        {
+            "text/latex": latex,
+            "text/html": html_fig,
+            "text/plain": f"[Figura {_counters['figure']}: {caption}]",
+        }
+    )
 
 
 def save_figure(fig, name: str, caption: str, **kwargs) -> None:
@@ -110,6 +132,7 @@ def save_figure(fig, name: str, caption: str, **kwargs) -> None:
 
 # --- Listados de código --------------------------------------------------------
 
+
 def _highlight(code: str, lexer_name: str = "python") -> str:
     """Código resaltado con las mismas macros ``\\PY`` que define nbconvert."""
     from pygments import highlight
@@ -121,14 +144,14 @@ def _highlight(code: str, lexer_name: str = "python") -> str:
     return out.rstrip("\n")
 
 
-def _listing_bundle(code: str, caption: str, first_line: int, source_label: str,
-                    label: str | None) -> None:
+def _listing_bundle(code: str, caption: str, first_line: int, source_label: str, label: str | None) -> None:
     _counters["listing"] += 1
     label_tex = f"\\label{{{label}}}" if label else ""
     latex = (
         "\\begingroup\\setlength{\\parskip}{0pt}\n"
         f"\\captionof{{listado}}{{{_caption_latex(caption)}}}{label_tex}\n"
-        f"\\begin{{InformeCode}}[firstnumber={first_line}, label={{\\sffamily\\scriptsize {_latex_escape(source_label)}}}]\n"
+        f"\\begin{{InformeCode}}[firstnumber={first_line}, "
+        f"label={{\\sffamily\\scriptsize {_latex_escape(source_label)}}}]\n"
         f"{_highlight(code)}\n\\end{{InformeCode}}\n\\endgroup\n"
     )
     html_block = (
@@ -165,13 +188,16 @@ def terminal(lines: list[str], caption: str | None = None, *, title: str | None 
     label = f"[label={{\\sffamily\\scriptsize {_latex_escape(title)}}}]" if title else ""
     # Una consola corta no se parte entre páginas: va entera en una minipage.
     latex = (
-        "\\par\\noindent\\begin{minipage}{\\linewidth}\\setlength{\\parskip}{0pt}\n" + head
+        "\\par\\noindent\\begin{minipage}{\\linewidth}\\setlength{\\parskip}{0pt}\n"
+        + head
         + f"\\begin{{InformeTerminal}}{label}\n{_highlight(text, 'text')}\n\\end{{InformeTerminal}}\n"
         "\\end{minipage}\\par\\medskip\n"
     )
     if caption:
         _counters["listing"] += 1
-    html_block = (f"<p><b>{html.escape(title or '')}</b></p>" if title else "") + f"<pre>{html.escape(text)}</pre>"
+    html_block = (
+        f"<p><b>{html.escape(title or '')}</b></p>" if title else ""
+    ) + f"<pre>{html.escape(text)}</pre>"
     _show({"text/latex": latex, "text/html": html_block, "text/plain": text})
 
 
@@ -180,8 +206,9 @@ def latex(raw: str, html_text: str = "") -> None:
     _show({"text/latex": raw, "text/html": html_text, "text/plain": ""})
 
 
-def table(header: list[str], rows: list[list[str]], caption: str, *, label: str,
-          spec: str, placement: str = "htbp") -> None:
+def table(
+    header: list[str], rows: list[list[str]], caption: str, *, label: str, spec: str, placement: str = "htbp"
+) -> None:
     """Tabla flotante que no se parte entre páginas (booktabs), con leyenda arriba.
 
     ``spec`` es la especificación de columnas de ``tabular`` (por ejemplo
@@ -198,6 +225,7 @@ def table(header: list[str], rows: list[list[str]], caption: str, *, label: str,
     cells = lambda r, tag: "".join(f"<{tag}>{_caption_html(c)}</{tag}>" for c in r)  # noqa: E731
     html_table = (
         f"<table><caption>{_caption_html(caption)}</caption><tr>{cells(header, 'th')}</tr>"
-        + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>"
+        + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
+        + "</table>"
     )
     _show({"text/latex": latex, "text/html": html_table, "text/plain": caption})

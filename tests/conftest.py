@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from chatlib.client import ChatClient
 from chatlib.server import ChatServer
 

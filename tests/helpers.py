@@ -19,4 +19,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = 
 
 def chatlib_threads() -> list[str]:
     """Nombres de los hilos del servidor que siguen vivos."""
-    return [t.name for t in threading.enumerate() if t.name.startswith("chatlib-") and "client-reader" not in t.name]
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("chatlib-") and "client-reader" not in t.name
+    ]

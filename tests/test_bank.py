@@ -5,15 +5,14 @@ from __future__ import annotations
 import random
 import threading
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from chatlib.bank import (
     Bank,
     InsufficientFunds,
     InvalidAmount,
     SelfTransfer,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_open_balance_transfer_close() -> None:
@@ -32,14 +31,12 @@ def test_open_balance_transfer_close() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     initial=st.lists(st.integers(min_value=0, max_value=10**6), min_size=2, max_size=6),
-    ops=st.lists(
-        st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(-5, 2 * 10**6)), max_size=60
-    ),
+    ops=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(-5, 2 * 10**6)), max_size=60),
 )
 def test_property_money_is_conserved(initial: list[int], ops: list[tuple[int, int, int]]) -> None:
     bank = Bank()
     names = [f"u{i}" for i in range(len(initial))]
-    for name, amount in zip(names, initial):
+    for name, amount in zip(names, initial, strict=False):
         bank.open(name, amount)
     for src, dst, amount in ops:
         try:

@@ -108,5 +108,7 @@ def test_transfers_conserve_money(server: servers.ServerProcess) -> None:
 
 
 def test_stalled_reader_scenario_runs(server: servers.ServerProcess) -> None:
-    result = driver.stalled_reader(server.address, 5, stalled=True, burst_bytes=100_000, messages=4, rate_hz=50)
+    result = driver.stalled_reader(
+        server.address, 5, stalled=True, burst_bytes=100_000, messages=4, rate_hz=50
+    )
     assert result.latency.delivery.ok and result.burst_delivery.ok, result

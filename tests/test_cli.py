@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from chatlib import protocol as proto
 from chatlib.client import ChatClient
 from chatlib.server import SHUTDOWN_NOTICE, ChatServer
@@ -111,7 +110,9 @@ def test_server_process_exits_cleanly_on_ctrl_c(server_process: tuple[Proc, tupl
 def test_terminal_client_through_a_pipe(server: ChatServer) -> None:
     host, port = server.address
     other = ChatClient.join(server.address, "ana", 0)
-    proc = Proc("-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "3000")
+    proc = Proc(
+        "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "3000"
+    )
     try:
         proc.expect(proto.WELCOME)
         proc.expect("[SERVER] Client: The balance of 3000 has been set to your account.")
@@ -137,7 +138,9 @@ def test_terminal_client_through_a_pipe(server: ChatServer) -> None:
 def test_terminal_client_reports_a_lost_server() -> None:
     srv = ChatServer("127.0.0.1", 0, console=None)
     host, port = srv.start()
-    proc = Proc("-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "1")
+    proc = Proc(
+        "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "1"
+    )
     try:
         proc.expect("[SERVER] Client: The balance of 1 has been set to your account.")
         srv.stop()
@@ -155,7 +158,10 @@ def test_terminal_client_cannot_connect() -> None:
         host, port = srv.address
     result = subprocess.run(
         [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port)],
-        cwd=ROOT, capture_output=True, text=True, timeout=20,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert result.returncode == 2
     assert f"Cannot connect to {host}:{port}" in result.stderr
@@ -191,8 +197,24 @@ def tty_client(server: ChatServer) -> Iterator[tuple[int, subprocess.Popen[bytes
     other = ChatClient.join(server.address, "ana", 0)
     master, slave = pty.openpty()
     popen = subprocess.Popen(
-        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "5"],
-        cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, preexec_fn=_controlling_tty,
+        [
+            sys.executable,
+            "-m",
+            "chatlib.client",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--name",
+            "beto",
+            "--balance",
+            "5",
+        ],
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        preexec_fn=_controlling_tty,
         env={**os.environ, "TERM": "xterm"},
     )
     os.close(slave)
@@ -208,7 +230,9 @@ def tty_client(server: ChatServer) -> Iterator[tuple[int, subprocess.Popen[bytes
         other.close()
 
 
-def test_terminal_client_leaves_cleanly_on_ctrl_c(tty_client: tuple[int, subprocess.Popen[bytes], ChatClient]) -> None:
+def test_terminal_client_leaves_cleanly_on_ctrl_c(
+    tty_client: tuple[int, subprocess.Popen[bytes], ChatClient],
+) -> None:
     master, popen, other = tty_client
     os.write(master, b"half typed")
     _read_pty(master, b"half typed")

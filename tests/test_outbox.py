@@ -1,4 +1,7 @@
-"""El buffer de salida por cliente, con un socketpair real: camino rápido, cola, límites y control de flujo."""
+"""El buffer de salida por cliente, con un socketpair real.
+
+Camino rápido, cola, límites y control de flujo.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
 from chatlib.outbox import HIGH_WATER, LOW_WATER, Flusher, Outbox
 from tests.helpers import wait_until
 
@@ -60,7 +62,9 @@ def test_fast_path_sends_immediately(flusher: Flusher, pair: tuple[socket.socket
     assert read_exactly(b, 6) == b"hello\n"
 
 
-def test_slow_path_keeps_order_and_drains(flusher: Flusher, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_slow_path_keeps_order_and_drains(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     outbox = Outbox(a, flusher, limit=4 << 20)
     sent = fill(outbox, 1 << 20)
@@ -107,7 +111,9 @@ def test_backpressure_waits_for_a_slow_reader_and_gives_up_on_a_stalled_one(
     reader.join(10)
 
 
-def test_last_push_seals_and_pause_keeps_order(flusher: Flusher, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_last_push_seals_and_pause_keeps_order(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     outbox = Outbox(a, flusher)
     outbox.pause()

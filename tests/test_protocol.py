@@ -5,17 +5,18 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from chatlib import protocol as proto
 from hypothesis import given
 from hypothesis import strategies as st
-
-from chatlib import protocol as proto
 
 
 def test_exact_assignment_strings() -> None:
     assert proto.WELCOME == "Welcome to the best chat in the universe!"
     assert proto.GOODBYE == "You have been disconnected from the best chat in the universe!"
     assert proto.ASK_BALANCE == "[SERVER] Client: What is your balance?"
-    assert proto.balance_set_line(50000) == "[SERVER] Client: The balance of 50000 has been set to your account."
+    assert (
+        proto.balance_set_line(50000) == "[SERVER] Client: The balance of 50000 has been set to your account."
+    )
     assert proto.connected_line("Identifier2") == "[SERVER] Client: Identifier2 connected!"
     assert proto.disconnected_line("Identifier3") == "[SERVER] Client: Identifier3 disconnected!"
     assert proto.funds_line(3000) == "[SERVER] Client: You have 3000 dollars."
@@ -155,7 +156,9 @@ def test_line_buffer_framing() -> None:
 
 @given(
     st.lists(
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=50),
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=50
+        ),
         max_size=20,
     ),
     st.data(),

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import threading
 
 import pytest
-
 from chatlib import protocol as proto
 from chatlib.bank import Bank
 from chatlib.client import ChatClient
-from chatlib.server import ChatServer
-
 from chatlib.lab.racelab import (
     DEADLOCK_SCENARIO,
     LOST_UPDATE_SCENARIO,
@@ -24,9 +20,9 @@ from chatlib.lab.racelab import (
     run_socket_demo,
     run_trial,
     summarize,
-    wait_for_members,
 )
 from chatlib.lab.strategies import STRATEGIES, UnsafeBank, make_bank
+from chatlib.server import ChatServer
 
 LOCKED = ["coarse", "naive", "ordered"]
 
@@ -182,28 +178,23 @@ def test_run_experiment_grid_and_summary() -> None:
     assert results[0].as_dict()["strategy"] == "coarse"
 
 
-FUNDS = re.compile(re.escape(proto.SERVER_PREFIX) + r"You have (-?\d+) dollars\.$")
-
-
 def two_credits_to_hub(bank: Bank) -> int:
     """``x`` y ``y`` le transfieren a ``hub`` a la vez por sockets; retorna el ``:funds`` de hub."""
     with ChatServer("127.0.0.1", 0, bank=bank, console=None) as server:
         clients = [
-            ChatClient.join(server.address, name, funds)
-            for name, funds in (("hub", 0), ("x", 10), ("y", 10))
+            ChatClient.join(server.address, name, funds) for name, funds in (("hub", 0), ("x", 10), ("y", 10))
         ]
         hub, x, y = clients
         try:
-            wait_for_members(server, ["hub", "x", "y"])
             x.send(":t - hub - 5")
             y.send(":t - hub - 7")
             x.expect(proto.transfer_sent_line(5, "hub", 5))
             y.expect(proto.transfer_sent_line(7, "hub", 3))
             hub.expect_all([proto.transfer_received_line("x", 5), proto.transfer_received_line("y", 7)])
             hub.send(":funds")
-            match = FUNDS.match(hub.expect(FUNDS))
-            assert match is not None
-            return int(match.group(1))
+            funds = proto.parse_funds_line(hub.expect(lambda line: proto.parse_funds_line(line) is not None))
+            assert funds is not None
+            return funds
         finally:
             for client in clients:
                 client.close()

@@ -53,8 +53,9 @@ def _tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def text(pdf: Path) -> str:
-    out = subprocess.run([_tool("pdftotext"), "-enc", "UTF-8", str(pdf), "-"],
-                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    out = subprocess.run(
+        [_tool("pdftotext"), "-enc", "UTF-8", str(pdf), "-"], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
     return out
 
 
@@ -69,7 +70,10 @@ def test_required_sections_and_questions(text: str) -> None:
     for needle in (
         "Proyecto 1: Implementación Sockets",
         "Cesár Azurdia M.",
-        "Hojin Kang", "Mauricio Romero", "Pablo Palacios", "Sandy Bolufe",
+        "Hojin Kang",
+        "Mauricio Romero",
+        "Pablo Palacios",
+        "Sandy Bolufe",
         "Erwin Paillacan",
         "Índice",
         "Índice de figuras",
@@ -113,8 +117,9 @@ def test_real_transcript_is_in_the_report(text: str) -> None:
 
 
 def test_figures_pages_and_no_notebook_noise(pdf: Path, text: str) -> None:
-    listing = subprocess.run([_tool("pdfimages"), "-list", str(pdf)],
-                             stdout=subprocess.PIPE, text=True, check=True).stdout
+    listing = subprocess.run(
+        [_tool("pdfimages"), "-list", str(pdf)], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
     images = [ln for ln in listing.splitlines()[2:] if ln.strip() and " smask " not in ln]
     assert len(images) >= 4, f"solo {len(images)} figuras en el PDF"
 

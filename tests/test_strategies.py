@@ -12,9 +12,6 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from chatlib.bank import (
     AccountExists,
     Bank,
@@ -33,6 +30,8 @@ from chatlib.lab.strategies import (
     UnsafeBank,
     make_bank,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ALL = sorted(STRATEGIES)
 SAFE = ["coarse", "naive", "ordered"]
@@ -149,9 +148,7 @@ def test_closed_account_can_be_reopened(strategy: str) -> None:
 @given(
     strategy=st.sampled_from(ALL),
     initial=st.lists(st.integers(min_value=0, max_value=10**6), min_size=2, max_size=5),
-    ops=st.lists(
-        st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(-5, 2 * 10**6)), max_size=40
-    ),
+    ops=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(-5, 2 * 10**6)), max_size=40),
 )
 def test_sequential_behaviour_matches_bank(
     strategy: str, initial: list[int], ops: list[tuple[int, int, int]]
@@ -159,7 +156,7 @@ def test_sequential_behaviour_matches_bank(
     """Sin concurrencia todas las estrategias son indistinguibles del banco de producción."""
     reference, bank = Bank(), make_bank(strategy)
     names = [f"u{i}" for i in range(len(initial))]
-    for name, amount in zip(names, initial):
+    for name, amount in zip(names, initial, strict=False):
         reference.open(name, amount)
         bank.open(name, amount)
     for src, dst, amount in ops:

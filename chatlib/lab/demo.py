@@ -21,11 +21,17 @@ import logging
 import statistics
 import textwrap
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from chatlib import protocol as proto
+from chatlib.bank import JournalEntry
 from chatlib.client import ChatClient
 from chatlib.server import SHUTDOWN_NOTICE, ChatServer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DEMO_USERS",
@@ -70,19 +76,20 @@ class DemoResult:
     steps: list[Step]
     events: dict[str, list[tuple[float, str, str]]]
     balances_initial: dict[str, int]
-    journal: list = field(default_factory=list)
+    journal: list[JournalEntry] = field(default_factory=list)
     t0: float = 0.0
     duration: float = 0.0
     address: tuple[str, int] = ("127.0.0.1", 0)
 
 
-def _expect_all(clients: dict[str, ChatClient], names, line: str, timeout: float) -> None:
+def _expect_all(clients: dict[str, ChatClient], names: Iterable[str], line: str, timeout: float) -> None:
     for name in names:
         clients[name].expect(line, timeout)
 
 
-def run_demo(timeout: float = 5.0, users: tuple[tuple[str, int], ...] = DEMO_USERS,
-             pause: float = 0.0) -> DemoResult:
+def run_demo(
+    timeout: float = 5.0, users: tuple[tuple[str, int], ...] = DEMO_USERS, pause: float = 0.0
+) -> DemoResult:
     """Ejecuta la sesión guionada completa y devuelve lo que vio cada participante.
 
     ``pause`` (segundos) separa los pasos solo para que el diagrama de flujo
@@ -97,18 +104,20 @@ def run_demo(timeout: float = 5.0, users: tuple[tuple[str, int], ...] = DEMO_USE
     server.start()
     online: list[str] = []
 
-    def step(actor: str, text: str, requirement: str, action) -> None:
+    def step(actor: str, text: str, requirement: str, *actions: Callable[[], object]) -> None:
         if pause:
             time.sleep(pause)
         record = Step(actor, text, requirement, start=time.monotonic())
-        action()
+        for action in actions:
+            action()
         record.end = time.monotonic()
         steps.append(record)
 
     try:
         # 1. Llegan los seis usuarios: saludo, identificador, saldo y aviso a los demás.
         for name, balance in users:
-            def join(name=name, balance=balance) -> None:
+
+            def join(name: str = name, balance: int = balance) -> None:
                 clients[name] = ChatClient.join(server.address, name, balance, timeout=timeout)
                 _expect_all(clients, online, proto.connected_line(name), timeout)
 
@@ -118,20 +127,35 @@ def run_demo(timeout: float = 5.0, users: tuple[tuple[str, int], ...] = DEMO_USE
         def say(actor: str, text: str, requirement: str, shown: str | None = None) -> None:
             line = proto.chat_line(actor, shown if shown is not None else text)
             others = [n for n in online if n != actor]
-            step(actor, text, requirement,
-                 lambda: (clients[actor].send(text), _expect_all(clients, others, line, timeout)))
+            step(
+                actor,
+                text,
+                requirement,
+                lambda: clients[actor].send(text),
+                lambda: _expect_all(clients, others, line, timeout),
+            )
 
         def ask(actor: str, text: str, requirement: str, reply: str) -> None:
-            step(actor, text, requirement,
-                 lambda: (clients[actor].send(text), clients[actor].expect(reply, timeout)))
+            step(
+                actor,
+                text,
+                requirement,
+                lambda: clients[actor].send(text),
+                lambda: clients[actor].expect(reply, timeout),
+            )
 
         # 2. Mensajes públicos, privado, lista de usuarios y emojis.
         say("ana", "Hola a todos! Vendo una bicicleta en 10000 dólares.", "mensaje público")
         say("beto", "Hola ana, ¿está en buen estado?", "mensaje público")
-        step("carla", ":p - ana - Te la compro si me la guardas hasta mañana", "mensaje privado",
-             lambda: (clients["carla"].send(":p - ana - Te la compro si me la guardas hasta mañana"),
-                      clients["ana"].expect(proto.private_line(
-                          "carla", "Te la compro si me la guardas hasta mañana"), timeout)))
+        step(
+            "carla",
+            ":p - ana - Te la compro si me la guardas hasta mañana",
+            "mensaje privado",
+            lambda: clients["carla"].send(":p - ana - Te la compro si me la guardas hasta mañana"),
+            lambda: clients["ana"].expect(
+                proto.private_line("carla", "Te la compro si me la guardas hasta mañana"), timeout
+            ),
+        )
         ask("diego", ":u", "usuarios conectados", proto.users_line(online))
         for actor, code in (("elena", ":smile"), ("beto", ":angry"), ("carla", ":confused")):
             say(actor, code, f"emoji {code}", shown=proto.EMOJIS[code])
@@ -147,8 +171,12 @@ def run_demo(timeout: float = 5.0, users: tuple[tuple[str, int], ...] = DEMO_USE
 
         step("ana", ":t - fran - 10000", "transferencia aceptada", transfer)
         ask("fran", ":funds", "consulta de saldo", proto.funds_line(balances["fran"] + 10000))
-        say("fran", "Gracias ana, ya te pagué la bicicleta :smile", "mensaje con emoji",
-            shown="Gracias ana, ya te pagué la bicicleta :~)")
+        say(
+            "fran",
+            "Gracias ana, ya te pagué la bicicleta :smile",
+            "mensaje con emoji",
+            shown="Gracias ana, ya te pagué la bicicleta :~)",
+        )
 
         # 4. Salidas: una ordenada con :q y una abrupta (socket cerrado sin avisar).
         def quit_beto() -> None:
@@ -196,8 +224,9 @@ def run_demo(timeout: float = 5.0, users: tuple[tuple[str, int], ...] = DEMO_USE
 
 # --- Mediciones -------------------------------------------------------------------
 
+
 @contextlib.contextmanager
-def _quiet_server_logs():
+def _quiet_server_logs() -> Iterator[None]:
     """Durante una medición, los avisos de desconexión masiva no son noticia."""
     logger = logging.getLogger("chatlib")
     previous = logger.level
@@ -209,7 +238,7 @@ def _quiet_server_logs():
 
 
 @_quiet_server_logs()
-def measure_latency(samples: int = 200, listeners: int = 5) -> dict[str, float]:
+def measure_latency(samples: int = 200, listeners: int = 5) -> dict[str, Any]:
     """Latencia de un mensaje público: desde ``send`` hasta que llega a cada oyente.
 
     Todo ocurre en el mismo proceso y por la interfaz de loopback, así que mide
@@ -282,11 +311,18 @@ def measure_throughput(users: int = 10, messages: int = 200) -> dict[str, float]
             c.close()
         server.stop()
     delivered = users * expected
-    return {"users": users, "messages": messages, "delivered": delivered,
-            "seconds": elapsed, "lines_per_second": delivered / elapsed, "join_ms": join_ms}
+    return {
+        "users": users,
+        "messages": messages,
+        "delivered": delivered,
+        "seconds": elapsed,
+        "lines_per_second": delivered / elapsed,
+        "join_ms": join_ms,
+    }
 
 
 # --- Presentación ------------------------------------------------------------------
+
 
 def transcripts_html(result: DemoResult, names: list[str] | None = None) -> str:
     """Tabla HTML con la terminal de cada usuario lado a lado (para el cuaderno)."""
@@ -295,7 +331,8 @@ def transcripts_html(result: DemoResult, names: list[str] | None = None) -> str:
     cells = "".join(
         "<td style='vertical-align:top'><pre style='font-size:11px;white-space:pre-wrap;"
         "background:#1e1e1e;color:#e6e6e6;padding:6px;border-radius:4px'>"
-        + html.escape("\n".join(result.transcripts[n])) + "</pre></td>"
+        + html.escape("\n".join(result.transcripts[n]))
+        + "</pre></td>"
         for n in names
     )
     return f"<table><tr>{head}</tr><tr>{cells}</tr></table>"
@@ -313,8 +350,14 @@ def _line_color(line: str) -> str:
     return "#e8e8e8"
 
 
-def plot_terminals(result: DemoResult, names: list[str] | None = None, *, columns: int = 2,
-                   width: float = 7.6, fontsize: float = 6.3):
+def plot_terminals(
+    result: DemoResult,
+    names: list[str] | None = None,
+    *,
+    columns: int = 2,
+    width: float = 7.6,
+    fontsize: float = 6.3,
+) -> Figure:
     """Figura con una «terminal» por usuario: exactamente lo que vio cada uno."""
     import matplotlib.pyplot as plt
 
@@ -323,19 +366,28 @@ def plot_terminals(result: DemoResult, names: list[str] | None = None, *, column
     wspace = 0.03
     panel_in = width * 0.98 / (columns + wspace * (columns - 1))
     wrap = int(panel_in * 72 / (fontsize * 0.602)) - 3  # DejaVu Sans Mono: 0,602 em por carácter
-    wrapped = {}
+    wrapped: dict[str, list[tuple[str, str]]] = {}
     for n in names:
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
         for line in result.transcripts[n]:
             pieces = textwrap.wrap(line, wrap, subsequent_indent="  ", break_long_words=True) or [""]
             out.extend((p, _line_color(line)) for p in pieces)
         wrapped[n] = out
-    per_row = [max(len(wrapped[n]) for n in names[r * columns:(r + 1) * columns]) for r in range(rows)]
+    per_row = [max(len(wrapped[n]) for n in names[r * columns : (r + 1) * columns]) for r in range(rows)]
     line_h = fontsize * 1.45 / 72  # pulgadas
     heights = [h * line_h + 0.45 for h in per_row]
     fig = plt.figure(figsize=(width, sum(heights) + 0.1 * rows))
-    grid = fig.add_gridspec(rows, columns, height_ratios=heights, hspace=0.12, wspace=wspace,
-                            left=0.01, right=0.99, top=0.98, bottom=0.01)
+    grid = fig.add_gridspec(
+        rows,
+        columns,
+        height_ratios=heights,
+        hspace=0.12,
+        wspace=wspace,
+        left=0.01,
+        right=0.99,
+        top=0.98,
+        bottom=0.01,
+    )
     for k, n in enumerate(names):
         ax = fig.add_subplot(grid[k // columns, k % columns])
         ax.set_facecolor("#1d2330")
@@ -343,12 +395,27 @@ def plot_terminals(result: DemoResult, names: list[str] | None = None, *, column
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_color("#3a4356")
-        ax.set_title(f"Terminal de {n}", fontsize=fontsize + 1.5, loc="left", family="DejaVu Sans",
-                     color="#1f3a68", fontweight="bold", pad=3)
+        ax.set_title(
+            f"Terminal de {n}",
+            fontsize=fontsize + 1.5,
+            loc="left",
+            family="DejaVu Sans",
+            color="#1f3a68",
+            fontweight="bold",
+            pad=3,
+        )
         total = per_row[k // columns]
         for i, (text, color) in enumerate(wrapped[n]):
-            ax.text(0.015, 1 - (i + 0.8) / (total + 0.6), text, family="DejaVu Sans Mono",
-                    fontsize=fontsize, color=color, transform=ax.transAxes, va="baseline")
+            ax.text(
+                0.015,
+                1 - (i + 0.8) / (total + 0.6),
+                text,
+                family="DejaVu Sans Mono",
+                fontsize=fontsize,
+                color=color,
+                transform=ax.transAxes,
+                va="baseline",
+            )
     return fig
 
 
@@ -386,7 +453,7 @@ def _step_label(step: Step) -> str:
     return f"{step.actor}: «{text[:14]}…»" if len(text) > 15 else f"{step.actor}: «{text}»"
 
 
-def plot_flow(result: DemoResult, width: float = 7.6):
+def plot_flow(result: DemoResult, width: float = 7.6) -> Figure:
     """Diagrama del flujo de mensajes en el tiempo: cada usuario es un carril.
 
     Un triángulo es una línea enviada por el usuario; un círculo, una línea que
@@ -400,17 +467,30 @@ def plot_flow(result: DemoResult, width: float = 7.6):
     lane = {n: len(names) - i for i, n in enumerate(names)}
     fig, ax = plt.subplots(figsize=(width, 4.6))
     t0 = result.t0
-    ms = lambda t: (t - t0) * 1000  # noqa: E731
+
+    def ms(t: float) -> float:
+        return (t - t0) * 1000
+
     for n in names:
         ax.axhline(lane[n], color="#d5dae1", lw=0.8, zorder=0)
     for step in result.steps:
         x0 = ms(step.start)
-        ins = [(t, n) for n in names for t, d, _ in result.events[n] if d == "in" and step.start <= t <= step.end]
+        ins = [
+            (t, n) for n in names for t, d, _ in result.events[n] if d == "in" and step.start <= t <= step.end
+        ]
         ys = [lane[n] for _, n in ins] + ([lane[step.actor]] if step.actor in lane else [])
         if ys:
             ax.vlines(x0, min(ys), max(ys), color="#b3bcc8", lw=0.6, zorder=1)
-        ax.text(x0, len(names) + 0.55, _step_label(step), rotation=90, fontsize=5.6, ha="center",
-                va="bottom", color="#33415c")
+        ax.text(
+            x0,
+            len(names) + 0.55,
+            _step_label(step),
+            rotation=90,
+            fontsize=5.6,
+            ha="center",
+            va="bottom",
+            color="#33415c",
+        )
     for n in names:
         for t, direction, line in result.events[n]:
             kind = _kind_of(direction, line)
@@ -425,10 +505,13 @@ def plot_flow(result: DemoResult, width: float = 7.6):
     ax.margins(x=0.015)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    handles = [Line2D([], [], marker="s", ls="", color=c, label=l) for c, l in _KIND_STYLE.values()]
-    handles += [Line2D([], [], marker="v", ls="", color="#444", label="línea enviada"),
-                Line2D([], [], marker="o", ls="", color="#444", label="línea recibida")]
-    ax.legend(handles=handles, fontsize=6.5, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.19),
-              frameon=False)
+    handles = [Line2D([], [], marker="s", ls="", color=c, label=label) for c, label in _KIND_STYLE.values()]
+    handles += [
+        Line2D([], [], marker="v", ls="", color="#444", label="línea enviada"),
+        Line2D([], [], marker="o", ls="", color="#444", label="línea recibida"),
+    ]
+    ax.legend(
+        handles=handles, fontsize=6.5, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.19), frameon=False
+    )
     fig.tight_layout()
     return fig

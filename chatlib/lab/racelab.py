@@ -28,7 +28,6 @@ Definiciones usadas en los resultados:
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections import deque
@@ -38,8 +37,8 @@ from dataclasses import asdict, dataclass
 from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds
 from chatlib.client import ChatClient
-from chatlib.server import ChatServer
 from chatlib.lab.strategies import DEFAULT_LOCK_TIMEOUT, STRATEGIES, DeadlockDetected, make_bank
+from chatlib.server import ChatServer
 
 __all__ = [
     "DEADLOCK_SCENARIO",
@@ -60,7 +59,6 @@ __all__ = [
     "run_socket_demo",
     "run_trial",
     "summarize",
-    "wait_for_members",
 ]
 
 DEFAULT_LAB_TIMEOUT = 5.0
@@ -235,9 +233,7 @@ class _Director:
             if self._granted == thread:
                 self._granted = None
             self._cond.notify_all()
-            granted = self._cond.wait_for(
-                lambda: self._granted == thread or self._released, self._timeout
-            )
+            granted = self._cond.wait_for(lambda: self._granted == thread or self._released, self._timeout)
             self._parked.discard(thread)
             if not granted:
                 raise LabTimeout(f"{thread} waited more than {self._timeout}s for its turn")
@@ -258,9 +254,7 @@ class _Director:
         return step == "wait" and self._holders.get(account, thread) != thread
 
     def _settled(self) -> bool:
-        return self._granted is None and all(
-            t in self._parked or t in self._done for t in self._order
-        )
+        return self._granted is None and all(t in self._parked or t in self._done for t in self._order)
 
     def _wait_settled(self, timeout: float) -> None:
         if not self._cond.wait_for(self._settled, timeout):
@@ -451,8 +445,7 @@ def run_trial(
         counts[index] = [rejected, deadlocks]
 
     workers = [
-        threading.Thread(target=work, args=(i,), name=f"{strategy}-{i}", daemon=True)
-        for i in range(threads)
+        threading.Thread(target=work, args=(i,), name=f"{strategy}-{i}", daemon=True) for i in range(threads)
     ]
     for worker in workers:
         worker.start()
@@ -510,7 +503,11 @@ def run_experiment(
         for threads in counts:
             for trial in range(trials):
                 result = run_trial(
-                    strategy, threads, seed=seed, trial=trial, **options  # type: ignore[arg-type]
+                    strategy,
+                    threads,
+                    seed=seed,
+                    trial=trial,
+                    **options,  # type: ignore[arg-type]
                 )
                 results.append(result)
                 if progress is not None:
@@ -538,27 +535,12 @@ def summarize(results: Iterable[TrialResult]) -> dict[tuple[str, int], dict[str,
     return summary
 
 
-_FUNDS_RE = re.compile(re.escape(proto.SERVER_PREFIX) + r"You have (-?\d+) dollars\.$")
-_SENT_PREFIX = proto.SERVER_PREFIX + "You transferred "
+def _is_funds_line(line: str) -> bool:
+    return proto.parse_funds_line(line) is not None
 
 
-def wait_for_members(server: ChatServer, names: Iterable[str], timeout: float = 5.0) -> None:
-    """Espera a que el servidor tenga a ``names`` como miembros unidos al chat.
-
-    ``ChatClient.join`` retorna al recibir la confirmación del saldo, pero el
-    servidor agrega al usuario a la lista de miembros un instante después; una
-    transferencia hacia él enviada en ese instante sería rechazada ("no
-    connected user"). Se consulta con pausas cortas hasta ``timeout``.
-    """
-    pending = list(names)
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while pending:
-        pending = [name for name in pending if server.find_member(name) is None]
-        if pending and time.monotonic() > deadline:
-            raise LabTimeout(f"{pending} did not join within {timeout}s")
-        if pending:
-            pause.wait(0.002)
+def _is_transfer_outcome(line: str) -> bool:
+    return proto.parse_transfer_sent_line(line) is not None or line == proto.INSUFFICIENT_FUNDS
 
 
 @dataclass(frozen=True)
@@ -609,7 +591,6 @@ def run_socket_demo(
         try:
             for name in names:
                 members.append(ChatClient.join(server.address, name, balance, timeout=timeout))
-            wait_for_members(server, names, timeout)
             began = time.perf_counter()
             for i, member in enumerate(members):
                 target = names[(i + 1) % clients]
@@ -618,19 +599,14 @@ def run_socket_demo(
             outcomes: list[str] = []
             for member in members:
                 for _ in range(transfers_per_client):
-                    outcomes.append(
-                        member.expect(
-                            lambda line: line.startswith(_SENT_PREFIX) or line == proto.INSUFFICIENT_FUNDS,
-                            timeout,
-                        )
-                    )
+                    outcomes.append(member.expect(_is_transfer_outcome, timeout))
             elapsed = time.perf_counter() - began
             reported: dict[str, int] = {}
-            for name, member in zip(names, members):
+            for name, member in zip(names, members, strict=False):
                 member.send(":funds")
-                match = _FUNDS_RE.match(member.expect(_FUNDS_RE, timeout))
-                assert match is not None
-                reported[name] = int(match.group(1))
+                funds = proto.parse_funds_line(member.expect(_is_funds_line, timeout))
+                assert funds is not None
+                reported[name] = funds
             bank_total = server.bank.total()
         finally:
             for member in members:
@@ -642,7 +618,7 @@ def run_socket_demo(
             label=label or type(server.bank).__name__,
             clients=clients,
             sent=clients * transfers_per_client,
-            confirmed=sum(1 for line in outcomes if line.startswith(_SENT_PREFIX)),
+            confirmed=sum(1 for line in outcomes if proto.parse_transfer_sent_line(line) is not None),
             rejected=sum(1 for line in outcomes if line == proto.INSUFFICIENT_FUNDS),
             expected_total=clients * balance,
             reported=reported,

@@ -72,8 +72,7 @@ class DeadlockDetected(BankError):
 
     def __init__(self, account: str, held: tuple[str, ...], timeout: float) -> None:
         super().__init__(
-            f"could not lock {account!r} within {timeout:g}s while holding {list(held)}: "
-            "probable deadlock"
+            f"could not lock {account!r} within {timeout:g}s while holding {list(held)}: probable deadlock"
         )
         self.account = account
         self.held = held
