@@ -3,15 +3,18 @@
 Cada operación (abrir, cerrar, consultar, transferir) es una sección crítica:
 se toma ``self._lock`` para leer, validar y escribir como un solo paso, de modo
 que dos hilos nunca intercalan su lectura-modificación-escritura sobre la misma
-cuenta. Además se lleva un diario (journal) de solo agregar y el par de
-contadores ``money_in``/``money_out`` que permiten verificar el invariante
-contable: dinero que entró − dinero que salió == suma de saldos.
+cuenta. Los datos viven en un ``Ledger``: los contadores ``money_in`` y
+``money_out`` permiten verificar el invariante contable (dinero que entró −
+dinero que salió == suma de saldos) y un diario acotado guarda las últimas
+operaciones, así la memoria no crece aunque el servidor corra semanas.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 __all__ = [
@@ -21,10 +24,15 @@ __all__ = [
     "InsufficientFunds",
     "InvalidAmount",
     "JournalEntry",
+    "Ledger",
     "SelfTransfer",
     "UnknownAccount",
+    "validate_amount",
     "verify_books",
 ]
+
+DEFAULT_JOURNAL_SIZE = 1000
+"""Entradas recientes que guarda el diario; los contadores cuentan todo."""
 
 
 class BankError(Exception):
@@ -95,7 +103,7 @@ def verify_books(balances: dict[str, int], expected_total: int) -> None:
         raise AssertionError(f"money not conserved: total {total} != expected {expected_total}")
 
 
-def _check_amount(amount: object, *, allow_zero: bool) -> int:
+def validate_amount(amount: object, *, allow_zero: bool) -> int:
     """Valida que ``amount`` sea un ``int`` (no ``bool``) no negativo, o positivo."""
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidAmount(amount)
@@ -104,56 +112,95 @@ def _check_amount(amount: object, *, allow_zero: bool) -> int:
     return amount
 
 
+class Ledger:
+    """Los datos del banco, sin ninguna sincronización: saldos, contadores y diario reciente.
+
+    Es la costura pública entre el banco y el laboratorio: ``Bank`` usa un
+    ``Ledger`` siempre bajo su lock; las estrategias de ``chatlib.lab`` usan el
+    mismo ``Ledger`` con otros locks (o sin ninguno) para estudiar qué pasa.
+    Quien llama decide cómo proteger cada método.
+
+    La memoria es acotada aunque el servidor corra semanas: el invariante se
+    verifica con los contadores ``money_in``/``money_out`` y ``transfers``, y
+    del diario se guardan solo las últimas ``journal_size`` entradas.
+    """
+
+    def __init__(self, journal_size: int = DEFAULT_JOURNAL_SIZE) -> None:
+        self.balances: dict[str, int] = {}
+        self.money_in = 0
+        self.money_out = 0
+        self.transfers = 0
+        self.operations = 0
+        self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
+
+    def record(self, op: str, account: str, amount: int, counterparty: str | None = None) -> None:
+        """Cuenta la operación y la agrega al diario reciente."""
+        self.operations += 1
+        if op == "transfer":
+            self.transfers += 1
+        self.journal.append(JournalEntry(self.operations, op, account, amount, counterparty, time.time()))
+
+    def open(self, account: str, balance: int) -> None:
+        """Agrega la cuenta con su saldo inicial (dinero que entra)."""
+        if account in self.balances:
+            raise AccountExists(account)
+        self.balances[account] = balance
+        self.money_in += balance
+        self.record("open", account, balance)
+
+    def close(self, account: str) -> int:
+        """Quita la cuenta y devuelve su saldo (dinero que sale)."""
+        try:
+            balance = self.balances.pop(account)
+        except KeyError:
+            raise UnknownAccount(account) from None
+        self.money_out += balance
+        self.record("close", account, balance)
+        return balance
+
+    def balance(self, account: str) -> int:
+        """Saldo de ``account``."""
+        try:
+            return self.balances[account]
+        except KeyError:
+            raise UnknownAccount(account) from None
+
+    def expected_total(self) -> int:
+        """Lo que debería sumar el banco: dinero que entró menos dinero que salió."""
+        return self.money_in - self.money_out
+
+
 class Bank:
-    """Cuentas con saldo entero (dólares), atómicas bajo un único ``threading.Lock``.
+    """Cuentas con saldo entero (dólares), atómicas bajo un único lock.
 
     Un lock grueso para todo el banco es la solución más simple y correcta: las
     operaciones son cortas (unos diccionarios y sumas), así que la contención es
     despreciable frente al costo de la red, y no hay riesgo de deadlock porque
-    nunca se toma más de un lock.
+    nunca se toma más de un lock. ``lock`` permite inyectar uno observado (el
+    laboratorio lo hace para ver quién lo tiene); ``ledger`` son los datos.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._balances: dict[str, int] = {}
-        self._journal: list[JournalEntry] = []
-        self._money_in = 0
-        self._money_out = 0
-
-    def _record(self, op: str, account: str, amount: int, counterparty: str | None = None) -> None:
-        """Agrega una entrada al diario; se llama siempre con el lock tomado."""
-        self._journal.append(
-            JournalEntry(len(self._journal) + 1, op, account, amount, counterparty, time.time())
-        )
+    def __init__(
+        self, *, lock: AbstractContextManager[object] | None = None, journal_size: int = DEFAULT_JOURNAL_SIZE
+    ) -> None:
+        self.lock: AbstractContextManager[object] = lock if lock is not None else threading.Lock()
+        self.ledger = Ledger(journal_size)
 
     def open(self, account: str, balance: int) -> None:
         """Abre ``account`` con un saldo inicial ``balance`` >= 0 (dinero que entra)."""
-        _check_amount(balance, allow_zero=True)
-        with self._lock:
-            if account in self._balances:
-                raise AccountExists(account)
-            self._balances[account] = balance
-            self._money_in += balance
-            self._record("open", account, balance)
+        validate_amount(balance, allow_zero=True)
+        with self.lock:
+            self.ledger.open(account, balance)
 
     def close(self, account: str) -> int:
         """Cierra ``account`` y devuelve su saldo final (dinero que sale del banco)."""
-        with self._lock:
-            try:
-                balance = self._balances.pop(account)
-            except KeyError:
-                raise UnknownAccount(account) from None
-            self._money_out += balance
-            self._record("close", account, balance)
-            return balance
+        with self.lock:
+            return self.ledger.close(account)
 
     def balance(self, account: str) -> int:
         """Saldo actual de ``account``."""
-        with self._lock:
-            try:
-                return self._balances[account]
-            except KeyError:
-                raise UnknownAccount(account) from None
+        with self.lock:
+            return self.ledger.balance(account)
 
     def transfer(self, source: str, target: str, amount: int) -> int:
         """Mueve ``amount`` > 0 de ``source`` a ``target``; devuelve el nuevo saldo de ``source``.
@@ -161,40 +208,46 @@ class Bank:
         Lectura, verificación y escritura de ambas cuentas ocurren dentro del
         mismo lock: o se aplica la transferencia completa o no cambia nada.
         """
-        _check_amount(amount, allow_zero=False)
+        validate_amount(amount, allow_zero=False)
         if source == target:
             raise SelfTransfer(source)
-        with self._lock:
-            if source not in self._balances:
+        with self.lock:
+            balances = self.ledger.balances
+            if source not in balances:
                 raise UnknownAccount(source)
-            if target not in self._balances:
+            if target not in balances:
                 raise UnknownAccount(target)
-            available = self._balances[source]
+            available = balances[source]
             if available < amount:
                 raise InsufficientFunds(source, available, amount)
-            self._balances[source] = available - amount
-            self._balances[target] += amount
-            self._record("transfer", source, amount, target)
+            balances[source] = available - amount
+            balances[target] += amount
+            self.ledger.record("transfer", source, amount, target)
             return available - amount
 
     def accounts(self) -> dict[str, int]:
         """Copia consistente de todos los saldos."""
-        with self._lock:
-            return dict(self._balances)
+        with self.lock:
+            return dict(self.ledger.balances)
 
     def total(self) -> int:
         """Suma de todos los saldos abiertos."""
-        with self._lock:
-            return sum(self._balances.values())
+        with self.lock:
+            return sum(self.ledger.balances.values())
+
+    @property
+    def transfers_applied(self) -> int:
+        """Transferencias aplicadas desde que se creó el banco (un contador, no el diario)."""
+        return self.ledger.transfers
 
     def journal(self) -> list[JournalEntry]:
-        """Copia del diario de operaciones, en orden de aplicación."""
-        with self._lock:
-            return list(self._journal)
+        """Copia del diario reciente (las últimas ``journal_size`` operaciones), en orden."""
+        with self.lock:
+            return list(self.ledger.journal)
 
     def check_invariant(self) -> None:
         """Lanza ``AssertionError`` si el dinero no cuadra o hay un saldo negativo."""
-        with self._lock:
-            balances = dict(self._balances)
-            expected = self._money_in - self._money_out
+        with self.lock:
+            balances = dict(self.ledger.balances)
+            expected = self.ledger.expected_total()
         verify_books(balances, expected)

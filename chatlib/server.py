@@ -114,16 +114,6 @@ class Session:
         self.outbox = Outbox(sock, server.flusher, server.queue_limit, self._overflowed)
         self._framer = proto.LineBuffer()
         self._inbox: deque[str | proto.ProtocolError] = deque()
-        self._handlers: dict[str, Callable[[proto.Command, Batch], bool]] = {
-            "chat": self.on_chat,
-            "error": self.on_error,
-            "q": self.on_quit,
-            "p": self.on_private,
-            "u": self.on_users,
-            "funds": self.on_funds,
-            "t": self.on_transfer,
-            "h": self.on_help,
-        }
         self.thread = threading.Thread(
             target=self.run, name=f"chatlib-client-{peer[0]}:{peer[1]}", daemon=True
         )
@@ -263,7 +253,7 @@ class Session:
                     continue
                 if proto.might_be_command(item):
                     command = proto.parse_line(item)
-                    quitting = self._handlers[command.name](command, batch)
+                    quitting = HANDLERS[command.name](self, command, batch)
                 else:
                     self.relay(item, batch)
             batch.flush(self.server.members)
@@ -390,6 +380,33 @@ class Session:
             pass
         finally:
             self.sock.close()
+
+
+Handler = Callable[[Session, proto.Command, Batch], bool]
+HANDLERS: dict[str, Handler] = {
+    "chat": Session.on_chat,
+    "error": Session.on_error,
+    "q": Session.on_quit,
+    "p": Session.on_private,
+    "u": Session.on_users,
+    "funds": Session.on_funds,
+    "t": Session.on_transfer,
+    "h": Session.on_help,
+}
+"""Nombre de comando → manejador. Debe cubrir exactamente ``protocol.COMMANDS`` más
+``chat`` y ``error`` (las otras dos clases de línea de ``parse_line``)."""
+
+
+def _check_handlers() -> None:
+    """Falla al importar si la tabla del protocolo y la del servidor no coinciden."""
+    expected = set(proto.COMMANDS) | {"chat", "error"}
+    if set(HANDLERS) != expected:
+        raise RuntimeError(
+            f"command handlers {sorted(HANDLERS)} do not match the protocol {sorted(expected)}"
+        )
+
+
+_check_handlers()
 
 
 class ChatServer:

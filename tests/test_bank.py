@@ -74,3 +74,18 @@ def test_many_threads_conserve_money_exactly() -> None:
     assert bank.total() == 10_000
     assert min(bank.accounts().values()) >= 0
     bank.check_invariant()
+
+
+def test_journal_is_bounded_but_counters_count_everything() -> None:
+    bank = Bank(journal_size=10)
+    bank.open("a", 1000)
+    bank.open("b", 0)
+    for _ in range(500):
+        bank.transfer("a", "b", 1)
+        bank.transfer("b", "a", 1)
+    assert len(bank.journal()) == 10
+    assert bank.transfers_applied == 1000
+    assert bank.journal()[-1].seq == 1002
+    bank.check_invariant()
+    assert bank.close("a") + bank.close("b") == 1000
+    assert bank.ledger.money_in == bank.ledger.money_out == 1000

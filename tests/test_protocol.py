@@ -189,3 +189,11 @@ def test_sanitize_fast_path_agrees_with_the_slow_path(text: str) -> None:
         if ch == "\t" or not (ch in proto._BIDI_CONTROLS or unicodedata.category(ch) == "Cc")
     )
     assert proto.sanitize(text) == slow
+
+
+def test_every_protocol_command_has_exactly_one_server_handler() -> None:
+    from chatlib.server import HANDLERS
+
+    assert set(HANDLERS) == set(proto.COMMANDS) | {"chat", "error"}
+    for spec in proto.COMMANDS.values():
+        assert proto.parse_line(spec.usage.split(" ")[0]).name in HANDLERS

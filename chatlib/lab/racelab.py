@@ -467,7 +467,7 @@ def run_trial(
         seed=seed,
         window=window if strategy == "unsafe" else 0.0,
         transfers=attempted,
-        applied=sum(1 for entry in bank.journal() if entry.op == "transfer"),
+        applied=bank.transfers_applied,
         rejected=sum(c[0] for c in counts),
         deadlocks=sum(c[1] for c in counts),
         expected_total=expected,

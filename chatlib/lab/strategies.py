@@ -37,7 +37,7 @@ from chatlib.bank import (
     InsufficientFunds,
     SelfTransfer,
     UnknownAccount,
-    _check_amount,
+    validate_amount,
     verify_books,
 )
 
@@ -117,16 +117,15 @@ class _ObservedLock:
 class CoarseLockBank(Bank):
     """El banco de producción sin cambios: un único lock protege todas las operaciones.
 
-    Con ``step_hook`` su lock se reemplaza por uno observado (mismo lock, con
-    avisos), de modo que el laboratorio ve quién lo tiene y quién espera; el
+    Con ``step_hook`` se le inyecta un lock observado (un lock normal que
+    avisa al pedirlo, obtenerlo y soltarlo), de modo que el laboratorio ve quién lo tiene y quién espera; el
     código de ``Bank.transfer`` que se ejecuta es exactamente el de producción.
     """
 
     def __init__(self, *, step_hook: StepHook | None = None) -> None:
-        super().__init__()
+        lock = None if step_hook is None else _ObservedLock(threading.Lock(), BANK_LOCK_KEY, step_hook)
+        super().__init__(lock=lock)
         self.step_hook = step_hook
-        if step_hook is not None:
-            self._lock = _ObservedLock(self._lock, BANK_LOCK_KEY, step_hook)  # type: ignore[assignment]
 
 
 class _SteppedBank(Bank):
@@ -154,25 +153,27 @@ class _SteppedBank(Bank):
 
     def _add(self, account: str, delta: int) -> int:
         """``balances[account] += delta`` en dos pasos observables; devuelve el valor escrito."""
-        current = self._balances[account]
+        balances = self.ledger.balances
+        current = balances[account]
         self._step("read", account, current)
         self._pause()
         updated = current + delta
-        if self._balances[account] != current:
+        if balances[account] != current:
             self.stale_writes += 1
         if updated < 0:
             self.negative_writes += 1
-        self._balances[account] = updated
+        balances[account] = updated
         self._step("write", account, updated)
         return updated
 
     def _apply_transfer(self, source: str, target: str, amount: int) -> int:
         """Verifica fondos y mueve el dinero; el llamador ya tomó los locks que correspondan."""
-        if source not in self._balances:
+        balances = self.ledger.balances
+        if source not in balances:
             raise UnknownAccount(source)
-        if target not in self._balances:
+        if target not in balances:
             raise UnknownAccount(target)
-        available = self._balances[source]
+        available = balances[source]
         self._step("check", source, available)
         if available < amount:
             raise InsufficientFunds(source, available, amount)
@@ -183,8 +184,8 @@ class _SteppedBank(Bank):
         return remaining
 
     def _journal_transfer(self, source: str, target: str, amount: int) -> None:
-        with self._lock:
-            self._record("transfer", source, amount, target)
+        with self.lock:
+            self.ledger.record("transfer", source, amount, target)
 
 
 class UnsafeBank(_SteppedBank):
@@ -211,18 +212,18 @@ class UnsafeBank(_SteppedBank):
             time.sleep(self.window)
 
     def _journal_transfer(self, source: str, target: str, amount: int) -> None:
-        self._record("transfer", source, amount, target)
+        self.ledger.record("transfer", source, amount, target)
 
     def transfer(self, source: str, target: str, amount: int) -> int:
         """Como ``Bank.transfer`` pero sin lock: leer, verificar y escribir pueden intercalarse."""
-        _check_amount(amount, allow_zero=False)
+        validate_amount(amount, allow_zero=False)
         if source == target:
             raise SelfTransfer(source)
         return self._apply_transfer(source, target, amount)
 
 
 class _PerAccountLockBank(_SteppedBank):
-    """Un lock por cuenta; ``self._lock`` (heredado) protege solo el registro.
+    """Un lock por cuenta; ``self.lock`` (heredado) protege solo el registro.
 
     El registro es el diccionario de cuentas y sus locks, el diario y los
     contadores de dinero. Orden de locks fijo: primero los de cuenta y después,
@@ -244,7 +245,7 @@ class _PerAccountLockBank(_SteppedBank):
         raise NotImplementedError
 
     def _lookup(self, account: str) -> threading.Lock:
-        with self._lock:
+        with self.lock:
             try:
                 return self._account_locks[account]
             except KeyError:
@@ -272,27 +273,22 @@ class _PerAccountLockBank(_SteppedBank):
                 self._step("unlock", account)
 
     def open(self, account: str, balance: int) -> None:
-        _check_amount(balance, allow_zero=True)
-        with self._lock:
-            if account in self._balances:
+        validate_amount(balance, allow_zero=True)
+        with self.lock:
+            if account in self.ledger.balances:
                 raise AccountExists(account)
             self._account_locks[account] = threading.Lock()
-            self._balances[account] = balance
-            self._money_in += balance
-            self._record("open", account, balance)
+            self.ledger.open(account, balance)
 
     def close(self, account: str) -> int:
         """Cierra la cuenta esperando su lock, para no cerrarla en medio de una transferencia."""
-        with self._holding([account]), self._lock:
+        with self._holding([account]), self.lock:
             del self._account_locks[account]
-            balance = self._balances.pop(account)
-            self._money_out += balance
-            self._record("close", account, balance)
-            return balance
+            return self.ledger.close(account)
 
     def transfer(self, source: str, target: str, amount: int) -> int:
         """Toma ambos locks de cuenta (en el orden de la estrategia) y transfiere."""
-        _check_amount(amount, allow_zero=False)
+        validate_amount(amount, allow_zero=False)
         if source == target:
             raise SelfTransfer(source)
         with self._holding(self._lock_order(source, target)):
@@ -306,9 +302,9 @@ class _PerAccountLockBank(_SteppedBank):
         se esperaba se abrió otra cuenta, se reintenta con la lista nueva.
         """
         while True:
-            with self._lock:
+            with self.lock:
                 names = sorted(self._account_locks)
-            with self._holding(names), self._lock:
+            with self._holding(names), self.lock:
                 if sorted(self._account_locks) == names:
                     yield
                     return
@@ -319,16 +315,16 @@ class _PerAccountLockBank(_SteppedBank):
 
     def accounts(self) -> dict[str, int]:
         with self._quiescent():
-            return dict(self._balances)
+            return dict(self.ledger.balances)
 
     def total(self) -> int:
         with self._quiescent():
-            return sum(self._balances.values())
+            return sum(self.ledger.balances.values())
 
     def check_invariant(self) -> None:
         with self._quiescent():
-            balances = dict(self._balances)
-            expected = self._money_in - self._money_out
+            balances = dict(self.ledger.balances)
+            expected = self.ledger.expected_total()
         verify_books(balances, expected)
 
 
