@@ -30,9 +30,12 @@ EMOJIS: Final = {":smile": ":~)", ":angry": ">:(", ":confused": ":S"}
 
 _IDENTIFIER_RE: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 _AMOUNT_RE: Final = re.compile(r"[0-9]+")
-# Caracteres de formato bidireccional: permitirían que un usuario invierta el
-# texto que ve otro (ataque "trojan source"), así que se eliminan al retransmitir.
-_BIDI_CONTROLS: Final = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Categorías Unicode que se eliminan al retransmitir: controles (Cc: ANSI,
+# campana), formato (Cf: bidi como U+202E o U+061C, que invertirían el texto
+# que ve otro, "trojan source"; los de ancho cero U+200B-U+200D, U+2060, U+FEFF,
+# que esconden texto) y separadores de línea y párrafo (Zl, Zp: U+2028 y U+2029
+# cortan la línea en algunas terminales y editores).
+_STRIPPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class ProtocolError(ValueError):
@@ -217,7 +220,9 @@ def parse_amount(raw: str, *, allow_zero: bool, what: str = "amount") -> int:
 
 
 def sanitize(text: str) -> str:
-    """Elimina caracteres de control y de dirección de texto; los tabs pasan a espacio.
+    """Elimina controles, caracteres de formato (bidi, ancho cero) y separadores de línea.
+
+    Los tabs pasan a espacio.
 
     Así ningún usuario puede mover el cursor, borrar líneas o cambiar colores en
     la terminal de otro con secuencias ANSI.
@@ -229,9 +234,7 @@ def sanitize(text: str) -> str:
     for ch in text:
         if ch == "\t":
             out.append(" ")
-        elif ch in _BIDI_CONTROLS or unicodedata.category(ch) == "Cc":
-            continue
-        else:
+        elif unicodedata.category(ch) not in _STRIPPED_CATEGORIES:
             out.append(ch)
     return "".join(out)
 
@@ -312,26 +315,53 @@ def might_be_command(line: str) -> bool:
     return len(text) > 1 and text[0] == ":" and text[1].isascii() and text[1].isalpha()
 
 
+_COMMAND_WORD_RE: Final = re.compile(r":([A-Za-z]+)")
+# La forma de los argumentos de :p y :t (``:x - id - ...``), con o sin espacios.
+_ARGUMENT_SHAPE_RE: Final = re.compile(r":[A-Za-z]+\s*-\s*\S+?\s*-.*", re.DOTALL)
+
+
+def _attempt(name: str) -> Command:
+    """Un intento de comando mal escrito: se explica, nunca se difunde."""
+    spec = COMMANDS.get(name.casefold())
+    if spec is None:
+        return Command("error", error=f"Unknown command ':{name}'. Type :h to see the commands.")
+    return Command("error", error=f"Usage: {spec.usage}")
+
+
 def parse_line(line: str) -> Command:
     """Clasifica una línea del chat: mensaje, comando válido o comando mal formado.
 
-    Una línea es comando si su primera palabra es ``:`` seguido de letras; así
-    caras como ``:)`` o ``:~)`` siguen siendo mensajes. Los emojis son mensajes
-    de chat: se renderizan al retransmitir.
+    La regla evita que un comando mal escrito llegue a todos (un ``:p`` con
+    un error de tipeo es un secreto difundido): si la primera palabra empieza
+    con el nombre de un comando (en cualquier caja) seguido de puntuación
+    (``:p-ana-x``, ``:q!``, ``:funds?``), o la línea tiene la forma de los
+    argumentos (``:P - ana - hola``), es un intento de comando y recibe su
+    línea de uso. Siguen siendo mensajes las caras (``:)``, ``:~)``), los
+    emojis (``:smile hola``) y las caras de una letra que no es un comando
+    (``:D``, ``:S``, ``:c``, ``:P``). Una palabra de varias letras que no es un
+    comando ni un emoji (``:fly``) recibe "Unknown command".
     """
     text = line.strip()
     first = text.split(maxsplit=1)[0] if text else ""
-    if not (len(first) > 1 and first[0] == ":" and first[1:].isascii() and first[1:].isalpha()):
+    match = _COMMAND_WORD_RE.match(first)
+    if match is None or first in EMOJIS:
         return Command("chat", (line,))
-    if first in EMOJIS:
-        return Command("chat", (line,))
-    spec = COMMANDS.get(first[1:])
-    if spec is None:
-        return Command("error", error=f"Unknown command '{first}'. Type :h to see the commands.")
-    match = spec.pattern.fullmatch(text)
-    if match is None:
-        return Command("error", error=f"Usage: {spec.usage}")
-    return Command(spec.name, match.groups())
+    letters, rest = match.group(1), first[match.end() :]
+    if not rest:
+        spec = COMMANDS.get(letters)
+        if spec is not None:
+            found = spec.pattern.fullmatch(text)
+            if found is None:
+                return Command("error", error=f"Usage: {spec.usage}")
+            return Command(spec.name, found.groups())
+        if _ARGUMENT_SHAPE_RE.fullmatch(text):
+            return _attempt(letters)
+        if len(letters) == 1:
+            return Command("chat", (line,))
+        return _attempt(letters)
+    if letters.casefold() in COMMANDS and not rest[0].isalnum():
+        return _attempt(letters)
+    return Command("chat", (line,))
 
 
 class LineBuffer:
@@ -370,7 +400,9 @@ class LineBuffer:
                     out.append(raw.decode(ENCODING))
                 except UnicodeDecodeError:
                     out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
-        if len(self._buffer) > self.max_bytes:
+        # Un ``\r`` final puede ser la mitad de un CRLF que llega en el próximo paquete.
+        limit = self.max_bytes + (1 if self._buffer.endswith(b"\r") else 0)
+        if len(self._buffer) > limit:
             if not self._discarding:
                 out.append(self._too_long())
             self._discarding = True

@@ -88,6 +88,15 @@ def test_render_emojis_only_whole_words() -> None:
         (":)", "chat", (":)",)),
         (":~) jaja", "chat", (":~) jaja",)),
         (":smile", "chat", (":smile",)),
+        (":smile hola", "chat", (":smile hola",)),
+        (":D", "chat", (":D",)),
+        (":S", "chat", (":S",)),
+        (":c", "chat", (":c",)),
+        (":v que pena", "chat", (":v que pena",)),
+        (":P", "chat", (":P",)),
+        (":P jaja", "chat", (":P jaja",)),
+        (":D:", "chat", (":D:",)),
+        (":-)", "chat", (":-)",)),
         (":q", "q", ()),
         ("  :q  ", "q", ()),
         (":u", "u", ()),
@@ -108,7 +117,17 @@ def test_parse_line(line: str, name: str, args: tuple[str, ...]) -> None:
     ("line", "error"),
     [
         (":nope", "Unknown command ':nope'. Type :h to see the commands."),
-        (":S", "Unknown command ':S'. Type :h to see the commands."),
+        (":fly", "Unknown command ':fly'. Type :h to see the commands."),
+        (":pm - ana - hola", "Unknown command ':pm'. Type :h to see the commands."),
+        (":p-ana-secreto", "Usage: :p - <Identifier> - <Message>"),
+        (":t-ana-5", "Usage: :t - <Identifier> - <Amount>"),
+        (":q!", "Usage: :q"),
+        (":funds?", "Usage: :funds"),
+        (":FUNDS", "Usage: :funds"),
+        (":P - ana - hola", "Usage: :p - <Identifier> - <Message>"),
+        (":T-ana-5", "Usage: :t - <Identifier> - <Amount>"),
+        (":p", "Usage: :p - <Identifier> - <Message>"),
+        (":t", "Usage: :t - <Identifier> - <Amount>"),
         (":q now", "Usage: :q"),
         (":p bob hola", "Usage: :p - <Identifier> - <Message>"),
         (":p - bob - ", "Usage: :p - <Identifier> - <Message>"),
@@ -186,7 +205,7 @@ def test_sanitize_fast_path_agrees_with_the_slow_path(text: str) -> None:
     slow = "".join(
         " " if ch == "\t" else ch
         for ch in text
-        if ch == "\t" or not (ch in proto._BIDI_CONTROLS or unicodedata.category(ch) == "Cc")
+        if ch == "\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Zl", "Zp"}
     )
     assert proto.sanitize(text) == slow
 
@@ -197,3 +216,19 @@ def test_every_protocol_command_has_exactly_one_server_handler() -> None:
     assert set(HANDLERS) == set(proto.COMMANDS) | {"chat", "error"}
     for spec in proto.COMMANDS.values():
         assert proto.parse_line(spec.usage.split(" ")[0]).name in HANDLERS
+
+
+def test_sanitize_strips_line_separators_and_invisible_characters() -> None:
+    hidden = "a\u2028b\u2029c\u061cd\u200be\u200cf\u200dg\u2060h\ufeffi\u202ej"
+    assert proto.sanitize(hidden) == "abcdefghij"
+    assert proto.sanitize("precio:\u00a0500") == "precio:\u00a0500"
+
+
+def test_a_full_length_line_whose_crlf_is_split_across_packets_is_accepted() -> None:
+    framer = proto.LineBuffer()
+    body = b"x" * proto.MAX_LINE_BYTES
+    assert framer.feed(body + b"\r") == []
+    assert framer.feed(b"\n") == [body.decode()]
+    assert [str(item) for item in framer.feed(body + b"y\r")] == [
+        "Your line was longer than 4096 bytes and was ignored."
+    ]

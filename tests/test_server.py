@@ -336,3 +336,23 @@ def test_servers_start_and_stop_many_times() -> None:
             client.expect(f"[SERVER] Client: You have {i} dollars.")
             client.close()
     assert chatlib_threads() == []
+
+
+def test_mistyped_commands_are_never_broadcast(server: ChatServer, connect: Connect) -> None:
+    a, b = connect("ana", 100), connect("beto", 100)
+    for mistyped, usage in [
+        (":p-beto-secreto", "Usage: :p - <Identifier> - <Message>"),
+        (":t-beto-5", "Usage: :t - <Identifier> - <Amount>"),
+        (":q!", "Usage: :q"),
+        (":funds?", "Usage: :funds"),
+        (":P - beto - secreto", "Usage: :p - <Identifier> - <Message>"),
+    ]:
+        a.send(mistyped)
+        a.expect(proto.server_line(usage))
+    for emoticon in (":D", ":S", ":P jaja", ":smile hola"):
+        a.send(emoticon)
+        b.expect(proto.chat_line("ana", proto.render_emojis(emoticon)))
+    a.send("fin")
+    b.expect("ana: fin")
+    assert not [line for line in b.lines if "secreto" in line or "beto-5" in line or ":q!" in line]
+    assert server.bank.accounts() == {"ana": 100, "beto": 100}
