@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: all test server client report bench bench-quick clean
+.PHONY: all test lint server client report bench bench-quick bench-publish clean
 
 all: test
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check chatlib tests bench report
+	$(BIN)/ruff format --check chatlib tests bench report
+	$(BIN)/mypy
 
 report: $(STAMP)
 	$(BIN)/python report/build.py
@@ -28,6 +33,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# Cada corrida se escribe en bench/runs/ (ignorado); esto copia una completa a bench/results/.
+bench-publish: $(STAMP)
+	$(BIN)/python bench/run.py --publish $(RUN)
 
 server: $(STAMP)
 	$(BIN)/python -m chatlib.server --host $(HOST) --port $(PORT)

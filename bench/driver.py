@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import random
-import re
 import selectors
 import socket
 import statistics
@@ -22,19 +21,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from chatlib import protocol as proto
+
 Address = tuple[str, int]
 
-WELCOME: Final = b"Welcome to the best chat in the universe!"
-GOODBYE: Final = b"You have been disconnected from the best chat in the universe!"
-ASK_IDENTIFIER: Final = b"[SERVER] Client: What is your identifier?"
-ASK_BALANCE: Final = b"[SERVER] Client: What is your balance?"
-BALANCE_SET: Final = b"[SERVER] Client: The balance of "
-INSUFFICIENT: Final = b"[SERVER] Client: You don't have sufficient funds for the transaction."
-_FUNDS_RE: Final = re.compile(rb"\[SERVER\] Client: You have (\d+) dollars\.")
-_SENT_RE: Final = re.compile(
-    rb"\[SERVER\] Client: You transferred (\d+) dollars to (\S+)\. You have (\d+) dollars\."
-)
-_RECEIVED_RE: Final = re.compile(rb"\[SERVER\] Client: (\S+) transferred you (\d+) dollars\.")
+# Los textos del protocolo salen de ``chatlib.protocol`` (ya codificados, porque
+# el generador trabaja con bytes); las respuestas se reconocen con sus parsers.
+WELCOME: Final = proto.WELCOME.encode()
+GOODBYE: Final = proto.GOODBYE.encode()
+ASK_IDENTIFIER: Final = proto.ASK_IDENTIFIER.encode()
+ASK_BALANCE: Final = proto.ASK_BALANCE.encode()
+INSUFFICIENT: Final = proto.INSUFFICIENT_FUNDS.encode()
+SERVER_PREFIX: Final = proto.SERVER_PREFIX.encode()
+CONNECTED_SUFFIX: Final = proto.connected_line("").removeprefix(proto.SERVER_PREFIX).encode()
 
 RECV_SIZE: Final = 1 << 18
 SENDER: Final = "snd"
@@ -194,12 +193,12 @@ class Client:
             self.state = "funding"
         elif line == ASK_BALANCE and self.state == "funding":
             self.send(b"%d\n" % self.balance)
-        elif line.startswith(BALANCE_SET) and self.state == "funding":
+        elif self.state == "funding" and proto.is_balance_set_line(line.decode(errors="replace")):
             self.state = "joined"
             self.loop.joined += 1
             if self.on_joined is not None:
                 self.on_joined(self)
-        elif line != WELCOME and not line.endswith(b" connected!"):
+        elif line != WELCOME and not line.endswith(CONNECTED_SUFFIX):
             self.unexpected.append(line)
 
     def fail(self, reason: str) -> None:
@@ -778,14 +777,18 @@ def transfers(
             if line == INSUFFICIENT:
                 state[client]["replies"] += 1
                 totals["insufficient"] += 1
-            elif (sent := _SENT_RE.fullmatch(line)) is not None:
+                return
+            if not line.startswith(SERVER_PREFIX):
+                return
+            text = line.decode(errors="replace")
+            if (sent := proto.parse_transfer_sent_line(text)) is not None:
                 state[client]["replies"] += 1
                 totals["ok"] += 1
-                totals["sent_amount"] += int(sent.group(1))
-            elif (received := _RECEIVED_RE.fullmatch(line)) is not None:
-                totals["received_amount"] += int(received.group(2))
-            elif (funds := _FUNDS_RE.fullmatch(line)) is not None:
-                state[client]["funds"] = int(funds.group(1))
+                totals["sent_amount"] += sent[0]
+            elif (received := proto.parse_transfer_received_line(text)) is not None:
+                totals["received_amount"] += received[1]
+            elif (funds := proto.parse_funds_line(text)) is not None:
+                state[client]["funds"] = funds
 
         for member in members:
             member.on_line = on_line

@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import math
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ if __package__ in (None, ""):
 from bench import driver, servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent / "runs"
+OUTPUT_FILES = ("results.csv", "summary.md", "throughput.png", "latency.png")
 A, B = "threaded", "asyncio"
 
 
@@ -676,6 +679,35 @@ SCENARIOS: dict[str, Callable[[Recorder, Config, list[str]], None]] = {
 }
 
 
+def publish(run: str) -> int:
+    """Copia una corrida completa elegida a ``bench/results/`` (lo único versionado).
+
+    Las corridas se escriben en ``bench/runs/`` (ignorado por git), así medir
+    nunca modifica archivos versionados; publicar es una decisión explícita.
+    Una corrida rápida no se publica: sus números no son comparables.
+    """
+    if run == "latest":
+        full = sorted(RUNS.glob("*-full")) if RUNS.is_dir() else []
+        if not full:
+            print(f"no full run in {RUNS}; run `make bench` first", file=sys.stderr)
+            return 1
+        source = full[-1]
+    else:
+        source = Path(run)
+    missing = [name for name in OUTPUT_FILES if not (source / name).is_file()]
+    if missing:
+        print(f"{source} is not a finished run (missing {', '.join(missing)})", file=sys.stderr)
+        return 1
+    if "- mode: quick" in (source / "summary.md").read_text(encoding="utf-8"):
+        print(f"{source} is a quick run; publish only full runs", file=sys.stderr)
+        return 1
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        shutil.copy2(source / name, RESULTS / name)
+    print(f"published {source} -> {RESULTS}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -684,8 +716,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=f"{A},{B}", help=f"comma list of {A},{B} (default both)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios to run")
     parser.add_argument("--repeats", type=int, help="override repetitions per server")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder (default bench/results)")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: a new bench/runs/<date>-<full|quick>/, git-ignored)"
+    )
+    parser.add_argument(
+        "--publish",
+        nargs="?",
+        const="latest",
+        metavar="RUN_DIR",
+        help="copy a finished full run (default: the newest one) into the committed bench/results/ and exit",
+    )
     args = parser.parse_args(argv)
+    if args.publish is not None:
+        return publish(args.publish)
+    if args.out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.out = RUNS / f"{stamp}-{'quick' if args.quick else 'full'}"
 
     cfg = QUICK if args.quick else FULL
     if args.repeats:
@@ -709,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Results",
         "",
         *machine_info(),
+        f"- mode: {'quick' if args.quick else 'full'}",
         f"- run: `{' '.join(['bench/run.py', *(argv if argv is not None else sys.argv[1:])])}`, "
         f"{elapsed / 60:.1f} min, "
         f"{cfg.repeats} repetition(s) per server alternating A/B; medians shown; "
