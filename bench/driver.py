@@ -552,6 +552,20 @@ def fanout_throughput(
         loop.close()
 
 
+def idle(address: Address, clients: int, *, hook: Hook | None = None) -> int:
+    """Une ``clients`` clientes y los deja quietos; ``hook("joined")`` mide con todos conectados."""
+    loop = Loop()
+    try:
+        members = _receivers(loop, clients, prefix="m")
+        join_all(loop, address, members)
+        loop.settle(0.3, 30.0)
+        if hook is not None:
+            hook("joined")
+        return len(members)
+    finally:
+        loop.close()
+
+
 def _paced(
     loop: Loop,
     sender: Client,

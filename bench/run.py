@@ -312,6 +312,56 @@ def run_transfers(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
         measure(rec, "transfers", str(total), kind, rep, cfg.transfer_clients + 16, body)
 
 
+def run_transfers_accepted(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    """Como ``transfers``, pero con saldos tan grandes que casi todas las ``:t`` se aplican."""
+    total = cfg.transfer_clients * cfg.transfers_per_client
+    print(f"transfers that succeed ({cfg.transfer_clients} clients x {cfg.transfers_per_client} ':t')")
+
+    def body(server: servers.ServerProcess) -> dict[str, Any]:
+        res = driver.transfers(
+            server.address, cfg.transfer_clients, cfg.transfers_per_client, balance=ACCEPTED_BALANCE
+        )
+        return {
+            "transfers_per_s": res.transfers_per_second,
+            "transfers": res.transfers,
+            "succeeded": res.succeeded,
+            "insufficient": res.insufficient,
+            "funds_before": res.funds_before,
+            "funds_after": res.funds_after,
+            "expected_total": res.expected_total,
+            "replies_missing": res.replies_missing,
+            "conserved": res.conserved,
+        }
+
+    for rep, kind in alternating(kinds, cfg.repeats):
+        measure(rec, "transfers_ok", str(total), kind, rep, cfg.transfer_clients + 16, body)
+
+
+ACCEPTED_BALANCE = 10**9
+FLOOR = "floor"
+
+
+def run_memory(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    """RSS por cliente conectado y quieto, con el piso (un hilo quieto por conexión) en la misma corrida."""
+    print("memory per idle connected client (threaded, asyncio and the one-idle-thread floor)")
+    for n in cfg.ns:
+
+        def body(server: servers.ServerProcess, n: int = n) -> dict[str, Any]:
+            probe = Probe(server)
+            joined = driver.idle(server.address, n, hook=probe)
+            start, connected = probe.samples["start"], probe.samples["joined"]
+            return {
+                "clients": joined,
+                "rss_start_kib": start.rss_kib,
+                "rss_connected_kib": connected.rss_kib,
+                "rss_per_client_kib": (connected.rss_kib - start.rss_kib) / joined,
+                "threads_connected": connected.threads,
+            }
+
+        for rep, kind in alternating([*kinds, FLOOR], cfg.repeats):
+            measure(rec, "memory", str(n), kind, rep, n + 16, body)
+
+
 STALL_VARIANTS = ("none", "held", "overflow")
 
 
@@ -497,6 +547,45 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
         rows,
     )
 
+    p = str(cfg.transfer_clients * cfg.transfers_per_client)
+    if any(r["scenario"] == "transfers_ok" for r in rec.rows):
+        rows = [["transfers/s", *cols("transfers_ok", p, "transfers_per_s")]]
+        for metric in ("succeeded", "insufficient", "funds_before", "funds_after", "replies_missing"):
+            rows.append([metric, *cols("transfers_ok", p, metric)])
+        table(
+            "Transfers over sockets, most succeeding",
+            f"The same load with {ACCEPTED_BALANCE:,} dollars per client, so the bank moves money "
+            "on (almost) every `:t`.",
+            ["metric", *names],
+            rows,
+        )
+
+    if any(r["scenario"] == "memory" for r in rec.rows):
+        rows = []
+        for n in cfg.ns:
+            p = str(n)
+            values = [rec.median("memory", p, k, "rss_per_client_kib") for k in kinds]
+            floor = rec.median("memory", p, FLOOR, "rss_per_client_kib")
+            cells = [_num(v, 1) for v in values] + [_num(floor, 1)]
+            if A in kinds:
+                cells.append(_num(values[kinds.index(A)] - floor, 1))
+            if two:
+                cells.append(_num(ratio(values[0], values[1]), 2))
+            rows.append([p, *cells])
+        table(
+            "Memory per idle connected client (RSS KiB)",
+            "N clients join and stay quiet; (VmRSS with them connected − VmRSS at start) / N. "
+            "`floor` is `bench/floor_server.py`: one idle thread per connection and nothing else.",
+            [
+                "N",
+                *[f"{k} KiB" for k in kinds],
+                "floor KiB",
+                *(["threaded − floor"] if A in kinds else []),
+                *(["A/B"] if two else []),
+            ],
+            rows,
+        )
+
     rows = []
     for variant in STALL_VARIANTS:
         cut = " / ".join(
@@ -622,6 +711,9 @@ def write_outputs(rec: Recorder, cfg: Config, kinds: list[str], lines: list[str]
 
 def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
     """Throughput y latencia contra N, los dos servidores en el mismo gráfico."""
+    if not any(r["scenario"] in ("fanout", "latency") and "error" not in r for r in rec.rows):
+        print("no fan-out or latency runs: no plots")
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -676,6 +768,8 @@ SCENARIOS: dict[str, Callable[[Recorder, Config, list[str]], None]] = {
     "joins": run_joins,
     "transfers": run_transfers,
     "stall": run_stall,
+    "transfers_ok": run_transfers_accepted,
+    "memory": run_memory,
 }
 
 

@@ -32,6 +32,8 @@ SERVER_COMMANDS: Final[dict[str, list[str]]] = {
         "--port",
         "0",
     ],
+    # El piso de memoria: un hilo quieto por conexión y nada más (solo para la fila de memoria).
+    "floor": [sys.executable, str(ROOT / "bench" / "floor_server.py"), "--host", "127.0.0.1", "--port", "0"],
 }
 
 

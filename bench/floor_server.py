@@ -1,0 +1,84 @@
+"""El piso de memoria de un hilo por conexión: un servidor que no hace nada más.
+
+Acepta, lanza un ``threading.Thread`` por conexión (como exige el requisito 8),
+y ese hilo hace el saludo mínimo del protocolo (para que el generador de carga
+lo cuente como unido) y luego queda bloqueado en ``recv`` hasta que el cliente
+se va. No hay chat, banco, colas ni registro de usuarios: la memoria residente
+que crece por cliente es lo que cuesta el hilo en sí (su pila tocada, su estado
+en el intérprete y en glibc) más un socket. ``bench/run.py`` la mide junto a
+los otros dos servidores en la misma corrida: es la cota inferior con la que se
+compara ``chatlib.server``.
+
+Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chatlib import protocol as proto  # noqa: E402
+
+_GREETING = (proto.WELCOME + "\n" + proto.ASK_IDENTIFIER + "\n").encode()
+_ASK_BALANCE = (proto.ASK_BALANCE + "\n").encode()
+
+
+def _read_line(sock: socket.socket) -> bytes | None:
+    """Lee hasta un ``\\n`` (el saludo es corto: basta con acumular)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def _serve(sock: socket.socket) -> None:
+    """Saludo mínimo y luego un hilo quieto, bloqueado en ``recv``."""
+    try:
+        sock.sendall(_GREETING)
+        if _read_line(sock) is None:
+            return
+        sock.sendall(_ASK_BALANCE)
+        balance = _read_line(sock)
+        if balance is None:
+            return
+        sock.sendall((proto.balance_set_line(int(balance or b"0")) + "\n").encode())
+        while sock.recv(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    finally:
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Escucha hasta SIGTERM/SIGINT; imprime ``Listening on host:port``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-clients", type=int, default=4096, help="listen backlog")
+    args = parser.parse_args(argv)
+    listener = socket.create_server((args.host, args.port), backlog=min(args.max_clients, 4096))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    host, port = listener.getsockname()[:2]
+    print(f"Listening on {host}:{port}", flush=True)
+    try:
+        while True:
+            sock, _ = listener.accept()
+            threading.Thread(target=_serve, args=(sock,), daemon=True).start()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        listener.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
