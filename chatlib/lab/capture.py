@@ -161,9 +161,10 @@ class ChatCapture:
         if not rows:
             return ""
         header = list(rows[0])
+        numeric = {"#", "t (ms)", "seq", "ack", "len"}
         lines = [
             "| " + " | ".join(header) + " |",
-            "|" + "|".join("---:" if h != "contenido" else "---" for h in header) + "|",
+            "|" + "|".join("---:" if key in numeric else ":---" for key in header) + "|",
         ]
         for row in rows:
             cells = []
