@@ -419,7 +419,7 @@ def plot_sequence(capture: ChatCapture, payload_limit: int = 34, width: float = 
             numbers += f" len={segment.length}"
         ax.text(
             0.5,
-            (y0 + y1) / 2 + 0.06,
+            y0 - 0.02,
             f"{segment.flags}  {numbers}",
             ha="center",
             va="bottom",
@@ -439,7 +439,7 @@ def plot_sequence(capture: ChatCapture, payload_limit: int = 34, width: float = 
                 color="0.25",
             )
         ax.text(-0.04, (y0 + y1) / 2, str(index + 1), ha="right", va="center", fontsize=7, color="0.4")
-    ax.set_xlim(-0.15, 1.9)
+    ax.set_xlim(-0.15, 2.0)
     ax.set_ylim(bottom, 1.0)
     ax.axis("off")
     ax.legend(
