@@ -6,6 +6,7 @@ eso la prueba verifica la otra rama: una captura vacía con la razón.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -134,6 +135,15 @@ def test_without_af_packet_the_capture_names_the_platform(monkeypatch: pytest.Mo
     monkeypatch.delattr(socket, "AF_PACKET", raising=False)
     result = capture_chat_session()
     assert not result.available and result.reason is not None and "solo existe en Linux" in result.reason
+
+
+def test_any_other_refusal_is_reported_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(port: int) -> socket.socket:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(capture, "_open_loopback", refuse)
+    result = capture_chat_session()
+    assert not result.available and result.reason is not None and "rechazó el socket crudo" in result.reason
 
 
 def sample_capture() -> ChatCapture:

@@ -324,16 +324,19 @@ def _relative(packets: list[tuple[float | None, TcpPacket]], client: Address) ->
     return segments
 
 
-def _not_permitted(error: BaseException) -> str:
+def _why_not(error: OSError | AttributeError) -> str:
+    """La oración que explica por qué no hubo captura."""
     if isinstance(error, AttributeError) or not sys.platform.startswith("linux"):
         return (
             "No se puede capturar aquí: la captura usa un socket AF_PACKET, que solo existe en Linux "
             f"(este sistema es {sys.platform})."
         )
-    return (
-        "No se puede capturar aquí: abrir un socket crudo AF_PACKET requiere root o CAP_NET_RAW "
-        f"({type(error).__name__}: {error})."
-    )
+    if isinstance(error, PermissionError):
+        return (
+            "No se puede capturar aquí: abrir un socket crudo AF_PACKET requiere root o CAP_NET_RAW "
+            f"({type(error).__name__}: {error})."
+        )
+    return f"No se puede capturar aquí: el sistema rechazó el socket crudo ({type(error).__name__}: {error})."
 
 
 def capture_chat_session(
@@ -349,8 +352,8 @@ def capture_chat_session(
         result.server = server.address
         try:
             raw = _open_loopback(server.address[1])
-        except (PermissionError, AttributeError, OSError) as error:
-            result.reason = _not_permitted(error)
+        except (OSError, AttributeError) as error:
+            result.reason = _why_not(error)
             return result
         with raw:
             client = ChatClient.join(server.address, identifier, balance, timeout=timeout)
