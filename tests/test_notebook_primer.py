@@ -31,7 +31,7 @@ OBSERVED_ON_LINUX = (
     "dentro del rango efímero",
     "ESTABLISHED  ningún proceso",
     "nadie la ha aceptado todavía",
-    "el mismo 4-tupla visto desde cada lado: True",
+    "la misma 4-tupla vista desde cada lado: True",
     "un recv(1024) retornó 10 bytes: b'hola\\nchao\\n'",
     "feed(b'lance?\\n'   ) → ['[SERVER] Client: What is your balance?']",
     "feed(b'hola\\nchao\\n') → ['hola', 'chao']",
@@ -47,6 +47,7 @@ OBSERVED_ON_LINUX = (
     "NONE         este proceso",
     "recvfrom(1024) → b'chao\\n'",
     "retornó 12: no hubo error",
+    "donde nadie escucha: ConnectionRefusedError",
     "recvfrom(10) → 10 bytes",
     "el recvfrom() siguiente → b'siguiente'",
     "bandera MSG_TRUNC: True",
@@ -98,7 +99,7 @@ def check_run(notebook: Any) -> None:
         assert seen == 2 * kept and dropped == kept, "en loopback cada paquete se ve dos veces"
         for observed in CAPTURED:
             assert observed in text, observed
-        assert "| 1 | 0.0 | cliente → servidor | SYN | 0 |  | 0 |  | saludo |" in markdown
+        assert "| 1 | 0.00 | cliente → servidor | SYN | 0 |  | 0 |  | saludo |" in markdown
         assert "| SYN,ACK | 0 | 1 | 0 |" in markdown and "FIN,ACK" in markdown
         assert len(images) == 1, "falta el diagrama de secuencia"
     else:

@@ -169,7 +169,8 @@ class ChatCapture:
         for row in rows:
             cells = []
             for key in header:
-                value = str(row[key]).replace("|", "\\|")
+                raw = row[key]
+                value = (f"{raw:.2f}" if isinstance(raw, float) else str(raw)).replace("|", "\\|")
                 cells.append(f"`{value}`" if key == "contenido" and value else value)
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
