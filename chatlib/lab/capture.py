@@ -393,64 +393,52 @@ def _collect(raw: socket.socket, result: ChatCapture, timeout: float) -> list[tu
 _PHASE_COLORS = {"saludo": "#1f77b4", "datos": "#2ca02c", "cierre": "#d62728"}
 
 
-def plot_sequence(capture: ChatCapture, payload_limit: int = 34, width: float = 8.0) -> Figure:
-    """Diagrama de secuencia: una flecha por segmento capturado, con seq/ack relativos reales."""
+def plot_sequence(
+    capture: ChatCapture, payload_limit: int = 34, width: float = 8.0, row_height: float = 0.42
+) -> Figure:
+    """Diagrama de secuencia: una flecha por segmento capturado, con seq/ack relativos reales.
+
+    ``row_height`` son las pulgadas por segmento: con el valor por omisión una
+    sesión de unos 20 segmentos cabe en una página del informe.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     segments = capture.segments
     if not segments:
         raise ValueError("no hay segmentos que dibujar: " + (capture.reason or "captura vacía"))
-    step = 0.55
-    fig, ax = plt.subplots(figsize=(width, 1.2 + step * len(segments)))
+    fig, ax = plt.subplots(figsize=(width, 1.0 + row_height * len(segments)))
     x = {"cliente": 0.0, "servidor": 1.0}
-    bottom = -step * len(segments) - 0.4
+    bottom = -len(segments) - 0.2
     for side, where in x.items():
-        ax.plot([where, where], [0.3, bottom], color="0.35", lw=1.2, zorder=1)
+        ax.plot([where, where], [0.4, bottom], color="0.35", lw=1.2, zorder=1)
         ends = capture.client if side == "cliente" else capture.server
         label = f"{side}\n{ends[0]}:{ends[1]}" if ends else side
-        ax.text(where, 0.45, label, ha="center", va="bottom", fontsize=9, fontweight="bold")
+        ax.text(where, 0.6, label, ha="center", va="bottom", fontsize=9, fontweight="bold")
     for index, segment in enumerate(segments):
-        y0 = -step * index
-        y1 = y0 - step * 0.7
-        x0, x1 = x[segment.sender], x[segment.receiver]
+        # Cada flecha baja un poco: el segmento tarda en llegar al otro lado.
+        y0, y1 = -index, -index - 0.7
+        middle = (y0 + y1) / 2
         color = _PHASE_COLORS.get(segment.phase, "black")
         ax.annotate(
-            "", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.3}
+            "",
+            xy=(x[segment.receiver], y1),
+            xytext=(x[segment.sender], y0),
+            arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.3},
         )
         numbers = f"seq={segment.seq}" + ("" if segment.ack is None else f" ack={segment.ack}")
         if segment.length:
             numbers += f" len={segment.length}"
-        ax.text(
-            0.5,
-            y0 - 0.02,
-            f"{segment.flags}  {numbers}",
-            ha="center",
-            va="bottom",
-            fontsize=7.5,
-            color=color,
-            rotation=0,
-        )
+        label = f"{segment.flags}  {numbers}"
+        ax.text(0.5, y0 - 0.05, label, ha="center", va="bottom", fontsize=7.5, color=color)
         if segment.length:
-            ax.text(
-                1.04,
-                (y0 + y1) / 2,
-                segment.text(payload_limit),
-                ha="left",
-                va="center",
-                fontsize=7,
-                family="monospace",
-                color="0.25",
-            )
-        ax.text(-0.04, (y0 + y1) / 2, str(index + 1), ha="right", va="center", fontsize=7, color="0.4")
+            shown = segment.text(payload_limit)
+            ax.text(1.04, middle, shown, ha="left", va="center", fontsize=7, family="monospace", color="0.25")
+        ax.text(-0.04, middle, str(index + 1), ha="right", va="center", fontsize=7, color="0.4")
     ax.set_xlim(-0.15, 2.0)
-    ax.set_ylim(bottom, 1.0)
+    ax.set_ylim(bottom, 1.5)
     ax.axis("off")
-    ax.legend(
-        handles=[Patch(color=color, label=phase) for phase, color in _PHASE_COLORS.items()],
-        loc="lower right",
-        fontsize=8,
-        frameon=False,
-    )
+    handles = [Patch(color=color, label=phase) for phase, color in _PHASE_COLORS.items()]
+    ax.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
