@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 import pytest
 from chatlib import protocol as proto
@@ -115,6 +116,22 @@ def test_captures_a_whole_chat_session() -> None:
     assert result.client[1] != result.server[1]
     assert result.transcript[-1] == proto.GOODBYE
     assert segments[-1].phase == "cierre" and "FIN" in segments[-2].flags
+
+
+def test_the_kernel_filter_lets_only_the_chosen_port_through() -> None:
+    """Tráfico a otro puerto antes que al elegido: el primer marco que llega es del elegido."""
+    with socket.create_server(("127.0.0.1", 0)) as chosen, socket.create_server(("127.0.0.1", 0)) as other:
+        port = chosen.getsockname()[1]
+        if not CAN_CAPTURE:
+            with pytest.raises((PermissionError, AttributeError)):
+                capture._open_loopback(port)
+            return
+        with capture._open_loopback(port) as raw:
+            socket.create_connection(other.getsockname(), timeout=2).close()
+            socket.create_connection(chosen.getsockname(), timeout=2).close()
+            _stamp, _kind, first = next(capture._frames(raw, time.monotonic() + 5))
+    packet = parse_frame(first)
+    assert packet is not None and port in (packet.src[1], packet.dst[1])
 
 
 def test_without_permission_the_capture_says_why_and_nothing_fails(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,11 @@ explica. El costo es que solo funciona en Linux y con privilegios (root o
 ``CAP_NET_RAW``); donde no se puede, la función no falla: retorna una
 captura vacía con ``reason`` explicando por qué.
 
-En loopback el núcleo entrega cada paquete dos veces a un socket crudo: al
-salir (``PACKET_OUTGOING``) y al entrar. Se guarda solo la copia entrante.
+Un filtro BPF en el núcleo (el programa que compila ``tcpdump 'tcp port N'``)
+deja pasar solo el puerto del chat, así el resto del tráfico de loopback no
+llena el buffer. En loopback el núcleo entrega cada paquete dos veces a un
+socket crudo: al salir (``PACKET_OUTGOING``) y al entrar. Se guarda solo la
+copia entrante.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class Segment:
 
     ``seq`` y ``ack`` son relativos al número inicial de cada lado (el SYN
     lleva ``seq=0``); ``ack`` es ``None`` si el segmento no lleva ACK.
+    ``time_ms`` cuenta desde el primer segmento, con la hora en que el núcleo
+    lo entregó al socket crudo (``SO_TIMESTAMP``).
     ``phase`` es ``"saludo"``, ``"datos"`` o ``"cierre"``.
     """
 
@@ -249,6 +254,7 @@ def _open_loopback(port: int) -> socket.socket:
         raw.setblocking(False)
         while select.select([raw], [], [], 0)[0]:
             raw.recv(RECV_BUFFER)
+        # Consultar las estadísticas las pone en cero: luego cuentan solo la sesión.
         _kernel_drops(raw)
     except BaseException:
         raw.close()
@@ -295,11 +301,10 @@ def _closing_acked(segments: list[Segment]) -> bool:
 
 def _relative(packets: list[tuple[float | None, TcpPacket]], client: Address) -> list[Segment]:
     """Números relativos al inicial de cada sentido, y la fase de cada segmento."""
+    # El primer segmento de cada lado es su SYN: su seq es el número inicial.
     initial: dict[str, int] = {}
     for _stamp, packet in packets:
-        side = "cliente" if packet.src == client else "servidor"
-        if packet.flags & SYN or side not in initial:
-            initial.setdefault(side, packet.seq)
+        initial.setdefault("cliente" if packet.src == client else "servidor", packet.seq)
     first_stamp = next((stamp for stamp, _ in packets if stamp is not None), None)
     segments: list[Segment] = []
     closing = False
