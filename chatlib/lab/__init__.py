@@ -5,6 +5,7 @@
 - ``chatlib.lab.racelab``: intercalaciones forzadas y experimentos de carreras.
 - ``chatlib.lab.demo``: la sesión guionada de seis usuarios, sus gráficos y
   mediciones (usa matplotlib, solo aquí).
+- ``chatlib.lab.capture``: los segmentos TCP de una sesión corta, capturados en loopback.
 
 El servidor solo importa de aquí detrás de ``--unsafe-bank``, y lo hace por
 ``unsafe_bank``, que necesita solo la biblioteca estándar.
