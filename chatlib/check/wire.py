@@ -1,0 +1,232 @@
+"""Los sockets del verificador: conexiones con transcripción y esperas con plazo.
+
+Cada lectura tiene un plazo absoluto y cada conexión cuenta contra un
+presupuesto fijo, así el verificador termina solo aunque el servidor se cuelgue,
+se caiga o cierre la conexión, y nunca abre más sockets de los anunciados.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatlib.check.text import Framing, Reframer, detect_framing, encode
+
+Address = tuple[str, int]
+RECV_SIZE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Plazos y límites; las pruebas usan plazos cortos, la red de un curso los por defecto."""
+
+    timeout: float = 3.0
+    settle: float = 0.3
+    pause: float = 0.15
+    max_connections: int = 48
+    trace: Callable[[str], None] | None = None
+
+
+class BudgetExceeded(RuntimeError):
+    """Se acabó el presupuesto de conexiones: el verificador no abre más."""
+
+
+class Budget:
+    """Cuenta las conexiones abiertas en toda la ejecución."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self) -> None:
+        if self.used >= self.limit:
+            raise BudgetExceeded(f"the checker's budget of {self.limit} connections is used up")
+        self.used += 1
+
+
+class Link:
+    """Una conexión TCP del verificador: envía, recibe y guarda todo lo visto.
+
+    Las líneas recibidas nunca se consumen: las esperas buscan desde una marca
+    (``mark()``), así las comprobaciones negativas ("esto no debió llegar")
+    pueden revisar todo lo que llegó después de una acción.
+    """
+
+    def __init__(
+        self,
+        address: Address,
+        label: str,
+        settings: Settings,
+        budget: Budget,
+        framing_in: Framing,
+        framing_out: Framing | None,
+    ) -> None:
+        self.label = label
+        self.settings = settings
+        self.framing_in = framing_in
+        self.lines: list[str] = []
+        self.closed = False
+        self.close_reason = ""
+        self._raw = b""
+        self._reframer = Reframer(framing_out) if framing_out is not None else None
+        self._last_send = 0.0
+        budget.take()
+        self.sock = socket.create_connection(address, timeout=settings.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(settings.timeout)
+        self.port: int = self.sock.getsockname()[1]
+
+    @property
+    def framing_out(self) -> Framing | None:
+        return self._reframer.framing if self._reframer is not None else None
+
+    @property
+    def saw_crlf(self) -> bool:
+        return self._reframer is not None and self._reframer.saw_crlf
+
+    def _trace(self, arrow: str, text: str) -> None:
+        if self.settings.trace is not None:
+            self.settings.trace(f"[{self.label}] {arrow} {text!r}")
+
+    def _pump(self, deadline: float) -> bool:
+        """Un ``recv`` como máximo hasta ``deadline``; ``False`` si no llegó nada."""
+        if self.closed:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            ready, _, _ = select.select([self.sock], [], [], remaining)
+            if not ready:
+                return False
+            data = self.sock.recv(RECV_SIZE)
+        except OSError as exc:
+            self._eof(f"connection error ({exc.strerror or exc})")
+            return True
+        if not data:
+            self._eof("the server closed the connection")
+            return True
+        if self._reframer is None:
+            self._raw += data
+        else:
+            self._add(self._reframer.feed(data))
+        return True
+
+    def _eof(self, reason: str) -> None:
+        self.closed = True
+        self.close_reason = reason
+        self._trace("xx", reason)
+        if self._reframer is None and self._raw:
+            self._reframer = Reframer(detect_framing(self._raw))
+            self._add(self._reframer.feed(self._raw))
+        if self._reframer is not None:
+            self._add(self._reframer.flush())
+
+    def _add(self, lines: list[str]) -> None:
+        for line in lines:
+            self._trace("<-", line)
+        self.lines.extend(lines)
+
+    def detect(self) -> Framing | None:
+        """Descubre el encuadre con lo primero que envía el servidor; ``None`` si no envió nada.
+
+        Basta un ``\\n`` para saber que usa líneas; si llegan bytes sin ``\\n`` y
+        luego hay silencio, cada ``send()`` del servidor es un mensaje.
+        """
+        if self._reframer is not None:
+            return self._reframer.framing
+        deadline = time.monotonic() + self.settings.timeout
+        while not self._raw and not self.closed and time.monotonic() < deadline:
+            self._pump(deadline)
+        while self._reframer is None and b"\n" not in self._raw and not self.closed:
+            if not self._pump(time.monotonic() + self.settings.settle):
+                break
+        if self._reframer is None and self._raw:
+            self._reframer = Reframer(detect_framing(self._raw))
+            self._add(self._reframer.feed(self._raw))
+        return self.framing_out
+
+    def mark(self) -> int:
+        """Posición actual de la transcripción, para buscar solo lo que llegue después."""
+        return len(self.lines)
+
+    def wait_for(
+        self, predicate: Callable[[str], bool], since: int = 0, timeout: float | None = None
+    ) -> str | None:
+        """La primera línea desde ``since`` que cumple ``predicate``, o ``None`` al vencer el plazo."""
+        deadline = time.monotonic() + (self.settings.timeout if timeout is None else timeout)
+        checked = since
+        while True:
+            for line in self.lines[checked:]:
+                if predicate(line):
+                    return line
+            checked = max(checked, len(self.lines))
+            if self.closed or time.monotonic() >= deadline:
+                return None
+            self._pump(deadline)
+
+    def wait_lines(self, count: int, timeout: float | None = None) -> bool:
+        """Espera hasta tener al menos ``count`` líneas."""
+        deadline = time.monotonic() + (self.settings.timeout if timeout is None else timeout)
+        while len(self.lines) < count:
+            if self.closed or time.monotonic() >= deadline:
+                return False
+            self._pump(deadline)
+        return True
+
+    def listen(self, duration: float | None = None) -> None:
+        """Recibe todo lo que llegue durante ``duration`` (por defecto el silencio ``settle``)."""
+        deadline = time.monotonic() + (self.settings.settle if duration is None else duration)
+        while not self.closed and time.monotonic() < deadline:
+            self._pump(deadline)
+
+    def quiet(self, duration: float | None = None, timeout: float | None = None) -> None:
+        """Recibe hasta que pasen ``duration`` segundos sin nada nuevo (a lo más ``timeout``)."""
+        gap = self.settings.settle if duration is None else duration
+        deadline = time.monotonic() + (self.settings.timeout if timeout is None else timeout)
+        while not self.closed and time.monotonic() < deadline:
+            if not self._pump(min(deadline, time.monotonic() + gap)):
+                return
+
+    def since(self, mark: int) -> list[str]:
+        return self.lines[mark:]
+
+    def tail(self, count: int = 8) -> list[str]:
+        """Las últimas líneas recibidas, como evidencia de un fallo."""
+        shown = [f"{self.label} <- {line}" for line in self.lines[-count:]]
+        if not self.lines:
+            shown.append(f"{self.label} <- (nothing received)")
+        if self.closed:
+            shown.append(f"{self.label} xx {self.close_reason}")
+        return shown
+
+    def send(self, text: str) -> None:
+        """Escribe un mensaje; sin encuadre, deja ``pause`` desde la escritura anterior.
+
+        Un servidor que compara ``data == ":q"`` necesita que cada mensaje llegue
+        en su propio ``recv``: mientras se espera se sigue leyendo.
+        """
+        if self.closed:
+            return
+        if self.framing_in == "bare":
+            ready_at = self._last_send + self.settings.pause
+            while time.monotonic() < ready_at:
+                self._pump(ready_at)
+        self._trace("->", text)
+        try:
+            self.sock.sendall(encode(text, self.framing_in))
+        except OSError as exc:
+            self._eof(f"cannot send ({exc.strerror or exc})")
+        self._last_send = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.closed = True
+        if not self.close_reason:
+            self.close_reason = "closed by the checker"
