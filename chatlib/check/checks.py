@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from chatlib import protocol as proto
 from chatlib.check.report import Report, Result, Verdict
 from chatlib.check.text import Framing, chat_sender, notice_subject, number_pattern, word_pattern
-from chatlib.check.wire import Address, Budget, BudgetExceeded, Link, Settings
+from chatlib.check.wire import Address, Budget, BudgetExceeded, Hub, Link, Settings
 
 SIX = 6
 MONEY_CLIENTS = 4
@@ -109,6 +109,7 @@ class Context:
         self.budget = budget
         self.dialect = dialect
         self.tag = tag
+        self.hub = Hub()
         self.links: list[Link] = []
         self.members: list[Member] = []
         self._counter = 0
@@ -127,6 +128,7 @@ class Context:
                 self.budget,
                 self.dialect.framing_in,
                 self.dialect.framing_out,
+                self.hub,
             )
         except OSError as exc:
             raise Failed(f"{label} cannot connect: {exc.strerror or exc}") from exc
@@ -352,6 +354,7 @@ def check_relay(ctx: Context) -> str:
     token = ctx.fresh("hola-")
     mark = a.link.mark()
     a.link.send(token)
+    line = ""
     for receiver in (b, c):
         line = ctx.expect(receiver.link, lambda text: token in text, f"a's message {token!r}")
         sender = chat_sender(line, token)
@@ -363,7 +366,7 @@ def check_relay(ctx: Context) -> str:
     echoed = ctx.quiet_since(a.link, mark, lambda text: token in text)
     if echoed:
         raise Failed("the sender received its own message back", [f"a <- {x}" for x in echoed])
-    return f"'{a.shown}: {token}' reached the others, not the sender"
+    return f"{line!r} reached the others, not the sender"
 
 
 def check_notices(ctx: Context) -> str:

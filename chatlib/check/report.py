@@ -64,10 +64,14 @@ def format_table(report: Report) -> str:
         out.append(
             "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
         )
+    # Un mismo fallo (el servidor no responde) se muestra una sola vez, con todas sus filas.
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for result in report.results:
         if result.verdict is Verdict.FAIL and result.evidence:
-            out += ["", f"{result.key} (requirement {result.requirement}): {result.detail}"]
-            out += [f"    {line}" for line in result.evidence]
+            groups.setdefault((result.detail, result.evidence), []).append(result.key)
+    for (detail, shown), keys in groups.items():
+        out += ["", f"{', '.join(keys)}: {detail}"]
+        out += [f"    {line}" for line in shown]
     out += ["", ("OK: " if report.passed else "NOT OK: ") + report.summary()]
     return "\n".join(out)
 

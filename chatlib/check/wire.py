@@ -47,6 +47,39 @@ class Budget:
         self.used += 1
 
 
+class Hub:
+    """Las conexiones de un escenario: esperar en una también lee las demás.
+
+    Así cada ``send()`` de un servidor sin encuadre llega en su propio ``recv``
+    aunque el verificador esté esperando en otro cliente: un socket que nadie
+    lee acumula mensajes y los pega.
+    """
+
+    def __init__(self) -> None:
+        self.links: list[Link] = []
+
+    def pump(self, deadline: float, wanted: Link) -> bool:
+        """Lee lo que llegue a cualquier conexión; ``True`` en cuanto algo llega a ``wanted``."""
+        while not wanted.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            listening = [link for link in self.links if not link.closed]
+            try:
+                ready, _, _ = select.select([link.sock for link in listening], [], [], remaining)
+            except OSError as exc:
+                wanted._eof(f"connection error ({exc.strerror or exc})")
+                return True
+            if not ready:
+                return False
+            for link in listening:
+                if link.sock in ready:
+                    link._receive()
+            if wanted.sock in ready:
+                return True
+        return False
+
+
 class Link:
     """Una conexión TCP del verificador: envía, recibe y guarda todo lo visto.
 
@@ -63,6 +96,7 @@ class Link:
         budget: Budget,
         framing_in: Framing,
         framing_out: Framing | None,
+        hub: Hub | None = None,
     ) -> None:
         self.label = label
         self.settings = settings
@@ -78,6 +112,9 @@ class Link:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(settings.timeout)
         self.port: int = self.sock.getsockname()[1]
+        self._hub = hub
+        if hub is not None:
+            hub.links.append(self)
 
     @property
     def framing_out(self) -> Framing | None:
@@ -95,25 +132,31 @@ class Link:
         """Un ``recv`` como máximo hasta ``deadline``; ``False`` si no llegó nada."""
         if self.closed:
             return False
+        if self._hub is not None:
+            return self._hub.pump(deadline, self)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
+        ready, _, _ = select.select([self.sock], [], [], remaining)
+        if not ready:
+            return False
+        self._receive()
+        return True
+
+    def _receive(self) -> None:
+        """Un ``recv`` de un socket listo para leer."""
         try:
-            ready, _, _ = select.select([self.sock], [], [], remaining)
-            if not ready:
-                return False
             data = self.sock.recv(RECV_SIZE)
         except OSError as exc:
             self._eof(f"connection error ({exc.strerror or exc})")
-            return True
+            return
         if not data:
             self._eof("the server closed the connection")
-            return True
+            return
         if self._reframer is None:
             self._raw += data
         else:
             self._add(self._reframer.feed(data))
-        return True
 
     def _eof(self, reason: str) -> None:
         self.closed = True
