@@ -3,8 +3,9 @@
 Un solo servidor con perillas: encuadre (líneas o ``send()`` sin ``\\n`` que
 compara ``data == ":q"``), identificadores pedidos o tomados de
 ``getpeername()``, otra redacción donde el enunciado no fija el texto, eco al
-emisor, olvido del aviso de desconexión, banco sin lock y un modo que nunca
-responde. Cada prueba sabe qué veredictos esperar de cada combinación.
+emisor, olvido del aviso de desconexión, banco sin lock, uno que nunca
+responde y uno que corta después de la bienvenida. Cada prueba sabe qué
+veredictos esperar de cada combinación.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Quirks:
     disconnect_notice: bool = True
     lock: bool = True
     silent: bool = False
+    hang_up: bool = False
 
 
 class StudentServer:
@@ -101,6 +103,8 @@ class StudentServer:
                 return
             reader = _Reader(conn, self.quirks.framing)
             self._send(conn, proto.WELCOME)
+            if self.quirks.hang_up:
+                return
             name = self._identify(conn, reader)
             if name is None:
                 return
