@@ -134,7 +134,11 @@ class StudentServer:
         if self.quirks.ids == "peer":
             return str(conn.getpeername())
         while True:
-            self._send(conn, "Please type a nickname:" if self.quirks.other_wording else proto.ASK_IDENTIFIER)
+            if self.quirks.other_wording:
+                # Como input(): el cursor queda en la misma línea, sin \n.
+                conn.sendall(b"Please type a nickname: ")
+            else:
+                self._send(conn, proto.ASK_IDENTIFIER)
             name = reader.next()
             if name is None:
                 return None

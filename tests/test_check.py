@@ -57,8 +57,10 @@ def test_reframer_lines_accepts_crlf_and_skips_blank_lines() -> None:
     assert framer.feed(b"Welcome!\r\n\r\nana: ho") == ["Welcome!"]
     assert framer.feed(b"la\n") == ["ana: hola"]
     assert framer.saw_crlf
-    assert framer.feed(b"half") == []
-    assert framer.flush() == ["half"]
+    assert framer.feed(b"Name: ") == []
+    assert framer.pending
+    assert framer.flush() == ["Name: "]
+    assert not framer.pending
 
 
 def test_reframer_lines_keeps_a_utf8_character_split_across_recvs() -> None:

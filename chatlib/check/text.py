@@ -59,9 +59,14 @@ class Reframer:
             self._pending = ""
         return self._clean(complete)
 
+    @property
+    def pending(self) -> bool:
+        """¿Quedó un trozo sin ``\\n``?"""
+        return bool(self._pending)
+
     def flush(self) -> list[str]:
-        """Al cerrarse la conexión, lo que quedó sin ``\\n`` también es un mensaje."""
-        rest = self._pending + self._decoder.decode(b"", final=True)
+        """Lo que quedó sin ``\\n`` como mensaje: al cerrarse la conexión o tras un silencio."""
+        rest = self._pending
         self._pending = ""
         return self._clean([rest])
 

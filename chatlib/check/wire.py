@@ -61,17 +61,19 @@ class Hub:
     def pump(self, deadline: float, wanted: Link) -> bool:
         """Lee lo que llegue a cualquier conexión; ``True`` en cuanto algo llega a ``wanted``."""
         while not wanted.closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            flushed = [link for link in self.links if link.flush_idle(now)]
+            if wanted in flushed:
+                return True
+            if now >= deadline:
                 return False
             listening = [link for link in self.links if not link.closed]
+            wake = min([deadline, *(link.flush_at for link in listening if link.flush_at is not None)])
             try:
-                ready, _, _ = select.select([link.sock for link in listening], [], [], remaining)
+                ready, _, _ = select.select([link.sock for link in listening], [], [], max(0.0, wake - now))
             except OSError as exc:
                 wanted._eof(f"connection error ({exc.strerror or exc})")
                 return True
-            if not ready:
-                return False
             for link in listening:
                 if link.sock in ready:
                     link._receive()
@@ -112,9 +114,9 @@ class Link:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(settings.timeout)
         self.port: int = self.sock.getsockname()[1]
-        self._hub = hub
-        if hub is not None:
-            hub.links.append(self)
+        self._partial_at: float | None = None
+        self._hub = hub if hub is not None else Hub()
+        self._hub.links.append(self)
 
     @property
     def framing_out(self) -> Framing | None:
@@ -132,16 +134,7 @@ class Link:
         """Un ``recv`` como máximo hasta ``deadline``; ``False`` si no llegó nada."""
         if self.closed:
             return False
-        if self._hub is not None:
-            return self._hub.pump(deadline, self)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        ready, _, _ = select.select([self.sock], [], [], remaining)
-        if not ready:
-            return False
-        self._receive()
-        return True
+        return self._hub.pump(deadline, self)
 
     def _receive(self) -> None:
         """Un ``recv`` de un socket listo para leer."""
@@ -156,7 +149,25 @@ class Link:
         if self._reframer is None:
             self._raw += data
         else:
-            self._add(self._reframer.feed(data))
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        assert self._reframer is not None
+        self._add(self._reframer.feed(data))
+        self._partial_at = time.monotonic() if self._reframer.pending else None
+
+    @property
+    def flush_at(self) -> float | None:
+        """Cuándo un trozo sin ``\n`` habrá estado quieto ``settle`` segundos."""
+        return None if self._partial_at is None else self._partial_at + self.settings.settle
+
+    def flush_idle(self, now: float) -> bool:
+        """Un trozo sin ``\n`` que quedó quieto también es un mensaje (un prompt ``Name: ``)."""
+        if self._reframer is None or self.flush_at is None or now < self.flush_at:
+            return False
+        self._partial_at = None
+        self._add(self._reframer.flush())
+        return True
 
     def _eof(self, reason: str) -> None:
         self.closed = True
@@ -189,7 +200,7 @@ class Link:
                 break
         if self._reframer is None and self._raw:
             self._reframer = Reframer(detect_framing(self._raw))
-            self._add(self._reframer.feed(self._raw))
+            self._feed(self._raw)
         return self.framing_out
 
     def mark(self) -> int:
@@ -212,9 +223,9 @@ class Link:
             self._pump(deadline)
 
     def wait_lines(self, count: int, timeout: float | None = None) -> bool:
-        """Espera hasta tener al menos ``count`` líneas."""
+        """Espera hasta tener al menos ``count`` líneas; un prompt sin ``\\n`` ya cuenta."""
         deadline = time.monotonic() + (self.settings.timeout if timeout is None else timeout)
-        while len(self.lines) < count:
+        while len(self.lines) + (self._partial_at is not None) < count:
             if self.closed or time.monotonic() >= deadline:
                 return False
             self._pump(deadline)
@@ -254,6 +265,10 @@ class Link:
         """
         if self.closed:
             return
+        if self._reframer is not None and self._partial_at is not None:
+            # El servidor espera una respuesta: lo que dejó sin \n era una pregunta.
+            self._partial_at = None
+            self._add(self._reframer.flush())
         if self.framing_in == "bare":
             ready_at = self._last_send + self.settings.pause
             while time.monotonic() < ready_at:
