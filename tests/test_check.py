@@ -137,7 +137,12 @@ def test_a_bank_without_a_lock_and_a_race_window_fails_only_the_money_check(
     assert money.detail.startswith(
         "money not conserved: 4000 dollars in total before 80 concurrent transfers"
     )
-    assert all(proto.parse_funds_line(line.split(" <- ", 1)[1]) is not None for line in money.evidence)
+    assert len(money.evidence) == 8
+    assert all(
+        re.fullmatch(r"m[1-4] <- \[SERVER\] Client: You have \d+ dollars\.   \(.+\)", x)
+        for x in money.evidence
+    )
+    assert money.evidence[-1].endswith("(at the end)")
 
 
 STUDENTS = [

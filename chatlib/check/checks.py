@@ -247,6 +247,10 @@ class Context:
             link.close()
 
 
+def _is_funds(line: str) -> bool:
+    return proto.parse_funds_line(line) is not None
+
+
 def _containing(token: str) -> Callable[[str], bool]:
     return lambda line: token in line
 
@@ -538,34 +542,32 @@ def check_money(ctx: Context) -> str:
             for m in members:
                 m.link.send(commands[m.label][step])
     patience = ctx.settings.timeout * 2 + MONEY_TRANSFERS * ctx.settings.pause
+    seen: list[str] = []
     for m in members:
         # El :funds de cada ráfaga llega después de sus propias transferencias: es la barrera.
-        if (
-            m.link.wait_for(lambda line: proto.parse_funds_line(line) is not None, marks[m.label], patience)
-            is None
-        ):
+        line = m.link.wait_for(_is_funds, marks[m.label], patience)
+        if line is None:
             raise Failed(
                 f"{m.label} got no :funds reply after its {MONEY_TRANSFERS} transfers", evidence(m.link)
             )
+        seen.append(f"{m.label} <- {line}   (after its own {MONEY_TRANSFERS} transfers)")
     balances = {m.label: ctx.funds(m) for m in members}
+    seen += [f"{label} <- {proto.funds_line(value)}   (at the end)" for label, value in balances.items()]
     total, expected = sum(balances.values()), MONEY_BALANCE * len(members)
     shown = ", ".join(f"{label}={value}" for label, value in balances.items())
     count = MONEY_TRANSFERS * len(members)
     if any(value < 0 for value in balances.values()):
-        raise Failed(f"a negative balance after {count} concurrent transfers: {shown}")
+        raise Failed(f"a negative balance after {count} concurrent transfers: {shown}", seen)
     if total != expected:
         raise Failed(
             f"money not conserved: {expected} dollars in total before {count} concurrent transfers, "
             f"{total} after ({shown}; each should be {MONEY_BALANCE})",
-            [
-                f"{m.label} <- {line}"
-                for m in members
-                for line in m.link.lines
-                if proto.parse_funds_line(line) is not None
-            ],
+            seen,
         )
     if any(value != MONEY_BALANCE for value in balances.values()):
-        raise Failed(f"the total is right but the balances are not ({shown}; each should be {MONEY_BALANCE})")
+        raise Failed(
+            f"the total is right but not the balances ({shown}; each should be {MONEY_BALANCE})", seen
+        )
     return f"no loss in {count} concurrent transfers; a lock cannot be proven from the wire"
 
 
