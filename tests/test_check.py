@@ -105,7 +105,7 @@ def test_report_passes_only_when_every_checkable_row_passes() -> None:
     assert not report.passed
     table = format_table(report)
     assert "funds: no reply\n    a <- x" in table
-    assert table.endswith("NOT OK: 1 passed, 1 failed, 1 not checkable (0 connections used)")
+    assert table.endswith("NOT OK: 1 passed, 1 failed, 1 not checkable (0 connections, at most 0 at once)")
     data = json.loads(to_json(report))
     assert data["passed"] is False
     assert data["results"][1] == {
@@ -125,6 +125,7 @@ def test_the_reference_server_passes_everything(server: ChatServer) -> None:
     assert report.identifiers.startswith("asked by the server")
     assert row(report, "money").detail == f"no loss in 80 concurrent transfers; {NO_LOCK_NOTE}"
     assert report.connections <= FAST.max_connections
+    assert report.peak_connections == 6
 
 
 def test_a_bank_without_a_lock_and_a_race_window_fails_only_the_money_check(

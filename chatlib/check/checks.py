@@ -781,6 +781,7 @@ def run(host: str, port: int, settings: Settings | None = None, only: list[str] 
             )
     report.results = [results[key] for key in KEYS if key in results]
     report.connections = budget.used
+    report.peak_connections = budget.peak
     return report
 
 

@@ -33,6 +33,7 @@ class Report:
     framing: str = "unknown"
     identifiers: str = "unknown"
     connections: int = 0
+    peak_connections: int = 0
     results: list[Result] = field(default_factory=list)
 
     @property
@@ -45,7 +46,8 @@ class Report:
         counts = {v: sum(r.verdict is v for r in self.results) for v in Verdict}
         return (
             f"{counts[Verdict.PASS]} passed, {counts[Verdict.FAIL]} failed, "
-            f"{counts[Verdict.NOT_CHECKABLE]} not checkable ({self.connections} connections used)"
+            f"{counts[Verdict.NOT_CHECKABLE]} not checkable "
+            f"({self.connections} connections, at most {self.peak_connections} at once)"
         )
 
 
@@ -83,6 +85,7 @@ def to_json(report: Report) -> str:
         "framing": report.framing,
         "identifiers": report.identifiers,
         "connections": report.connections,
+        "peak_connections": report.peak_connections,
         "passed": report.passed,
         "results": [
             {**asdict(r), "verdict": r.verdict.value, "evidence": list(r.evidence)} for r in report.results

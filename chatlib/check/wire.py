@@ -35,16 +35,23 @@ class BudgetExceeded(RuntimeError):
 
 
 class Budget:
-    """Cuenta las conexiones abiertas en toda la ejecución."""
+    """Cuenta las conexiones de toda la ejecución y cuántas hubo abiertas a la vez."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.open = 0
+        self.peak = 0
 
     def take(self) -> None:
         if self.used >= self.limit:
             raise BudgetExceeded(f"the checker's budget of {self.limit} connections is used up")
         self.used += 1
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+
+    def release(self) -> None:
+        self.open -= 1
 
 
 class Hub:
@@ -110,7 +117,12 @@ class Link:
         self._reframer = Reframer(framing_out) if framing_out is not None else None
         self._last_send = 0.0
         budget.take()
-        self.sock = socket.create_connection(address, timeout=settings.timeout)
+        self._budget: Budget | None = budget
+        try:
+            self.sock = socket.create_connection(address, timeout=settings.timeout)
+        except OSError:
+            self._release()
+            raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(settings.timeout)
         self.port: int = self.sock.getsockname()[1]
@@ -280,7 +292,13 @@ class Link:
             self._eof(f"cannot send ({exc.strerror or exc})")
         self._last_send = time.monotonic()
 
+    def _release(self) -> None:
+        if self._budget is not None:
+            self._budget.release()
+            self._budget = None
+
     def close(self) -> None:
+        self._release()
         try:
             self.sock.close()
         except OSError:
