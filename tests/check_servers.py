@@ -32,6 +32,7 @@ class Quirks:
     lock: bool = True
     silent: bool = False
     hang_up: bool = False
+    unique: bool = True
 
 
 class StudentServer:
@@ -143,7 +144,7 @@ class StudentServer:
             if name is None:
                 return None
             with self._registry:
-                taken = name in self._clients
+                taken = name in self._clients and self.quirks.unique
             if not taken:
                 return name
             self._send(conn, "Nickname taken, try another one" if self.quirks.other_wording else "In use.")

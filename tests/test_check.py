@@ -156,6 +156,16 @@ STUDENTS = [
 ]
 
 
+def test_a_server_that_lets_a_repeated_identifier_in_fails_the_identifier_check() -> None:
+    with StudentServer(Quirks(unique=False)) as srv:
+        report = run(*srv.address, FAST, only=["identifier"])
+    result = row(report, "identifier")
+    assert result.verdict is Verdict.FAIL
+    # Este servidor reemplaza al primero en su diccionario: el primero ni siquiera ve el aviso.
+    assert re.fullmatch(r"a second client that answered 'ck\w+', already in use, was let in", result.detail)
+    assert any(x.startswith("dup <- ") for x in result.evidence)
+
+
 @pytest.mark.parametrize(("quirks", "failing"), STUDENTS)
 def test_student_servers_get_the_expected_verdicts(quirks: Quirks, failing: set[str]) -> None:
     settings = Settings(timeout=3.0, settle=0.1, pause=0.1) if quirks.framing == "bare" else FAST

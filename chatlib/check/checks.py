@@ -82,9 +82,13 @@ class Member:
         return self.name or self.requested or f"<the identifier with port {self.link.port}>"
 
     def is_named(self, text: str) -> bool:
-        """¿``text`` es el identificador de este cliente? Con ids asignados basta su puerto."""
+        """¿``text`` es el identificador de este cliente? Con ids asignados basta su puerto.
+
+        ``<ana>`` también vale: el enunciado escribe ``<Identifier>: Message`` y
+        hay quien toma los signos al pie de la letra.
+        """
         if self.requested is not None:
-            return text == self.requested
+            return text in (self.requested, f"<{self.requested}>")
         return number_pattern(self.link.port).search(text) is not None
 
     def mentioned_in(self, line: str) -> bool:
@@ -291,13 +295,21 @@ def check_identifier(ctx: Context) -> str:
     mark = a.link.mark()
     dup.send(a.requested)
     if dup.wait_for(lambda line: line == proto.ASK_BALANCE, 0, ctx.settings.settle) is not None:
+        # Preguntó el saldo igual: quizá lo renombró. Falla si entra con el mismo identificador.
         asked = dup.mark()
         dup.send("1")
-        confirmed = dup.wait_for(lambda line: line == proto.balance_set_line(1), asked, ctx.settings.settle)
-        twin = a.link.wait_for(lambda line: _names_joined(line, a), mark, ctx.settings.settle)
-        if confirmed is not None or twin is not None:
+        confirmed = dup.wait_for(lambda line: line == proto.balance_set_line(1), asked)
+        notice = a.link.wait_for(
+            lambda line: notice_subject(line, "connected") is not None, mark, ctx.settings.settle
+        )
+        subject = notice_subject(notice, "connected") if notice is not None else None
+        if subject is not None and a.is_named(subject):
+            raise Failed(f"a second client joined as {a.requested!r}, already in use", evidence(dup, a.link))
+        if confirmed is not None and subject is not None:
+            return f"{a.requested!r} and {b.requested!r} accepted; a repeated one joined as {subject!r}"
+        if confirmed is not None:
             raise Failed(
-                f"a second client joined with the identifier {a.requested!r}, already in use",
+                f"a second client that answered {a.requested!r}, already in use, was let in",
                 evidence(dup, a.link),
             )
     if dup.closed:
