@@ -33,6 +33,7 @@ class Quirks:
     silent: bool = False
     hang_up: bool = False
     unique: bool = True
+    other_confirmation: bool = False
 
 
 class StudentServer:
@@ -114,7 +115,12 @@ class StudentServer:
             if answer is None:
                 return
             balance = int(answer)
-            self._send(conn, proto.balance_set_line(balance))
+            self._send(
+                conn,
+                f"OK, balance = {balance}"
+                if self.quirks.other_confirmation
+                else proto.balance_set_line(balance),
+            )
             with self._registry:
                 self._clients[name] = conn
                 self._balances[name] = balance

@@ -153,6 +153,7 @@ STUDENTS = [
     pytest.param(Quirks(echo=True), {"relay"}, id="echoes-to-sender"),
     pytest.param(Quirks(disconnect_notice=False), {"notices"}, id="no-disconnect-notice"),
     pytest.param(Quirks(lock=False), set(), id="no-lock-no-window"),
+    pytest.param(Quirks(other_confirmation=True), {"balance"}, id="other-balance-confirmation"),
 ]
 
 
