@@ -170,11 +170,11 @@ class Link:
 
     @property
     def flush_at(self) -> float | None:
-        """Cuándo un trozo sin ``\n`` habrá estado quieto ``settle`` segundos."""
+        """Cuándo un trozo sin ``\\n`` habrá estado quieto ``settle`` segundos."""
         return None if self._partial_at is None else self._partial_at + self.settings.settle
 
     def flush_idle(self, now: float) -> bool:
-        """Un trozo sin ``\n`` que quedó quieto también es un mensaje (un prompt ``Name: ``)."""
+        """Un trozo sin ``\\n`` que quedó quieto también es un mensaje (un prompt ``Name: ``)."""
         if self._reframer is None or self.flush_at is None or now < self.flush_at:
             return False
         self._partial_at = None
@@ -207,8 +207,10 @@ class Link:
         deadline = time.monotonic() + self.settings.timeout
         while not self._raw and not self.closed and time.monotonic() < deadline:
             self._pump(deadline)
+        # Un servidor que envía sin parar y sin \n también termina: el plazo es absoluto.
+        deadline = time.monotonic() + self.settings.timeout
         while self._reframer is None and b"\n" not in self._raw and not self.closed:
-            if not self._pump(time.monotonic() + self.settings.settle):
+            if not self._pump(min(deadline, time.monotonic() + self.settings.settle)):
                 break
         if self._reframer is None and self._raw:
             self._reframer = Reframer(detect_framing(self._raw))
@@ -283,7 +285,7 @@ class Link:
             self._add(self._reframer.flush())
         if self.framing_in == "bare":
             ready_at = self._last_send + self.settings.pause
-            while time.monotonic() < ready_at:
+            while time.monotonic() < ready_at and not self.closed:
                 self._pump(ready_at)
         self._trace("->", text)
         try:
