@@ -4,7 +4,7 @@ Un solo servidor con perillas: encuadre (líneas o ``send()`` sin ``\\n`` que
 compara ``data == ":q"``), identificadores pedidos o tomados de
 ``getpeername()``, otra redacción donde el enunciado no fija el texto, eco al
 emisor, olvido del aviso de desconexión, banco sin lock, uno que nunca
-responde y uno que corta después de la bienvenida. Cada prueba sabe qué
+responde, uno que corta después de la bienvenida y uno sin hilos. Cada prueba sabe qué
 veredictos esperar de cada combinación.
 """
 
@@ -34,6 +34,7 @@ class Quirks:
     hang_up: bool = False
     unique: bool = True
     other_confirmation: bool = False
+    serial: bool = False
 
 
 class StudentServer:
@@ -80,6 +81,10 @@ class StudentServer:
                 return
             with self._registry:
                 self._conns.append(conn)
+            if self.quirks.serial:
+                # Sin un hilo por conexión: atiende a un cliente a la vez.
+                self._serve(conn)
+                continue
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()

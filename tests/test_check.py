@@ -173,6 +173,20 @@ def test_student_servers_get_the_expected_verdicts(quirks: Quirks, failing: set[
     with StudentServer(quirks) as srv:
         report = run(*srv.address, settings)
     assert_verdicts(report, failing)
+    assert row(report, "money").detail == f"no loss in 80 concurrent transfers; {NO_LOCK_NOTE}"
+
+
+def test_a_server_without_a_thread_per_connection_is_stuck_behind_a_silent_client() -> None:
+    with StudentServer(Quirks(serial=True)) as srv:
+        report = run(*srv.address, Settings(timeout=1.0, settle=0.1, pause=0.05), only=["welcome", "threads"])
+    assert row(report, "welcome").verdict is Verdict.PASS
+    threads = row(report, "threads")
+    assert threads.verdict is Verdict.FAIL
+    assert threads.detail == (
+        "while a client stayed silent in the handshake: "
+        "a did not receive the greeting and identifier question"
+    )
+    assert threads.evidence == ("a <- (nothing received)",)
 
 
 def test_the_checker_reports_what_it_discovered() -> None:
