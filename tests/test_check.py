@@ -249,6 +249,14 @@ def test_a_closed_port_fails_with_the_reason() -> None:
     assert all(r.detail.startswith("cannot connect: ") for r in report.results)
 
 
+def test_the_connection_budget_is_never_exceeded(server: ChatServer) -> None:
+    report = run(*server.address, Settings(timeout=3.0, settle=0.1, max_connections=3), only=["relay"])
+    relay = row(report, "relay")
+    assert relay.verdict is Verdict.FAIL
+    assert relay.detail == "the checker's budget of 3 connections is used up"
+    assert report.connections == 3
+
+
 def test_cli_only_verbose_and_exit_status_zero(
     server: ChatServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

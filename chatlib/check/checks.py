@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatlib import protocol as proto
@@ -719,12 +718,12 @@ def discover(address: Address, settings: Settings, budget: Budget, tag: str) -> 
         prompt_lines = len(before) if not assigned else 0
         other: Framing = "bare" if framing_out == "lines" else "lines"
         for framing_in in (framing_out, other):
-            link = (
-                probe
-                if framing_in == framing_out
-                else Link(address, "probe2", settings, budget, framing_in, framing_out)
-            )
-            if link is not probe:
+            link = probe
+            if framing_in != framing_out:
+                try:
+                    link = Link(address, "probe2", settings, budget, framing_in, framing_out)
+                except (OSError, BudgetExceeded):
+                    break
                 links.append(link)
                 link.wait_lines(len(greeting))
                 link.quiet()
@@ -755,19 +754,12 @@ def _handshake(link: Link, assigned: bool, tag: str) -> bool:
             return False
     mark = link.mark()
     link.send("100")
-    return link.wait_for(lambda line: "100" in line, mark) is not None
+    amount = number_pattern(100)
+    return link.wait_for(lambda line: amount.search(line) is not None, mark) is not None
 
 
 def _tag() -> str:
     return "".join(random.choices(string.ascii_lowercase, k=3))
-
-
-@contextmanager
-def _scope(ctx: Context) -> Iterator[Context]:
-    try:
-        yield ctx
-    finally:
-        ctx.cleanup()
 
 
 def run(host: str, port: int, settings: Settings | None = None, only: list[str] | None = None) -> Report:
@@ -811,8 +803,7 @@ def _run_one(req: Requirement, ctx: Context) -> Result:
     """Un escenario con sus clientes; cualquier fallo de red también es un FAIL con evidencia."""
     assert req.check is not None
     try:
-        with _scope(ctx):
-            detail = req.check(ctx)
+        detail = req.check(ctx)
     except Failed as exc:
         return Result(req.key, req.number, req.title, Verdict.FAIL, exc.detail, exc.evidence)
     except BudgetExceeded as exc:
@@ -820,4 +811,6 @@ def _run_one(req: Requirement, ctx: Context) -> Result:
     except OSError as exc:
         detail = f"connection error: {exc.strerror or exc}"
         return Result(req.key, req.number, req.title, Verdict.FAIL, detail, tuple(evidence(*ctx.links)))
+    finally:
+        ctx.cleanup()
     return Result(req.key, req.number, req.title, Verdict.PASS, detail)
