@@ -35,6 +35,7 @@ class Quirks:
     unique: bool = True
     other_confirmation: bool = False
     serial: bool = False
+    recv_reads: bool = False
 
 
 class StudentServer:
@@ -108,7 +109,7 @@ class StudentServer:
             if self.quirks.silent:
                 self._stop.wait()
                 return
-            reader = _Reader(conn, self.quirks.framing)
+            reader = _Reader(conn, "recv" if self.quirks.recv_reads else self.quirks.framing)
             self._send(conn, proto.WELCOME)
             if self.quirks.hang_up:
                 return
@@ -208,17 +209,19 @@ class StudentServer:
 
 
 class _Reader:
-    """Lo que el alumno haría: líneas con ``\\n``, o cada ``recv`` es un mensaje sin tocar."""
+    """Lo que el alumno haría: líneas con ``\\n``, o cada ``recv`` es un mensaje (tal cual o sin espacios)."""
 
-    def __init__(self, conn: socket.socket, framing: Literal["lines", "bare"]) -> None:
+    def __init__(self, conn: socket.socket, framing: Literal["lines", "bare", "recv"]) -> None:
         self.conn = conn
         self.framing = framing
         self._buffer = b""
 
     def next(self) -> str | None:
-        if self.framing == "bare":
+        if self.framing != "lines":
             data = self.conn.recv(1024)
-            return data.decode() if data else None
+            if not data:
+                return None
+            return data.decode().strip() if self.framing == "recv" else data.decode()
         while b"\n" not in self._buffer:
             data = self.conn.recv(1024)
             if not data:

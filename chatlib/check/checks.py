@@ -44,6 +44,7 @@ class Dialect:
     prompt_lines: int
     crlf: bool
     exact_confirmation: bool = True
+    paced: bool = False
     connect_notices: bool | None = None
 
     def describe_framing(self) -> str:
@@ -55,7 +56,10 @@ class Dialect:
             "lines": "lines ending in \\n",
             "bare": "one message per send(), no \\n, paused between messages",
         }
-        return f"server sends {out[self.framing_out]}; the checker sends {inp[self.framing_in]}"
+        sent = inp[self.framing_in]
+        if self.paced and self.framing_in == "lines":
+            sent += ", one per write, paused (the server reads one message per recv())"
+        return f"server sends {out[self.framing_out]}; the checker sends {sent}"
 
     def describe_identifiers(self) -> str:
         if self.assigned:
@@ -133,6 +137,7 @@ class Context:
                 self.dialect.framing_in,
                 self.dialect.framing_out,
                 self.hub,
+                self.dialect.paced,
             )
         except OSError as exc:
             raise Failed(f"{label} cannot connect: {exc.strerror or exc}") from exc
@@ -163,7 +168,7 @@ class Context:
             link.send(requested)
         self.expect(link, lambda line: line == proto.ASK_BALANCE, f"the question '{proto.ASK_BALANCE}'")
         asked = link.mark()
-        link.send(str(balance))
+        link.send(str(balance), answered=True)
         # Si la prueba ya vio otra confirmación, basta una línea con el monto (la fila balance falla).
         expected = proto.balance_set_line(balance)
         amount = number_pattern(balance)
@@ -554,7 +559,7 @@ def check_money(ctx: Context) -> str:
     }
     marks = {m.label: m.link.mark() for m in members}
     # Todas las ráfagas salen antes de leer respuestas: los hilos del servidor transfieren a la vez.
-    if ctx.dialect.framing_in == "lines":
+    if not ctx.dialect.paced:
         for m in members:
             m.link.send("\n".join(commands[m.label]))
     else:
@@ -729,7 +734,10 @@ def discover(address: Address, settings: Settings, budget: Budget, tag: str) -> 
                 link.quiet()
             if _handshake(link, assigned, tag):
                 exact = proto.balance_set_line(100) in link.lines
-                dialect = Dialect(framing_in, framing_out, assigned, prompt_lines, probe.saw_crlf, exact)
+                paced = framing_in == "bare" or not _reads_lines(link)
+                dialect = Dialect(
+                    framing_in, framing_out, assigned, prompt_lines, probe.saw_crlf, exact, paced
+                )
                 return Discovery(dialect, result)
         reason = "could not join: " + (
             "no confirmation after giving the balance"
@@ -756,6 +764,20 @@ def _handshake(link: Link, assigned: bool, tag: str) -> bool:
     link.send("100")
     amount = number_pattern(100)
     return link.wait_for(lambda line: amount.search(line) is not None, mark) is not None
+
+
+def _reads_lines(link: Link) -> bool:
+    """¿El servidor separa las líneas que llegan juntas? Dos ``:funds`` en una sola escritura.
+
+    Muchos servidores de alumnos tratan cada ``recv`` como un mensaje aunque
+    respondan con ``\\n``; a ellos el verificador les escribe una línea por vez.
+    """
+    mark = link.mark()
+    link.send(":funds\n:funds")
+    first = link.wait_for(_is_funds, mark)
+    if first is None:
+        return False
+    return link.wait_for(_is_funds, link.lines.index(first, mark) + 1) is not None
 
 
 def _tag() -> str:

@@ -106,10 +106,12 @@ class Link:
         framing_in: Framing,
         framing_out: Framing | None,
         hub: Hub | None = None,
+        paced: bool = False,
     ) -> None:
         self.label = label
         self.settings = settings
         self.framing_in = framing_in
+        self.paced = paced or framing_in == "bare"
         self.lines: list[str] = []
         self.closed = False
         self.close_reason = ""
@@ -271,11 +273,12 @@ class Link:
             shown.append(f"{self.label} xx {self.close_reason}")
         return shown
 
-    def send(self, text: str) -> None:
-        """Escribe un mensaje; sin encuadre, deja ``pause`` desde la escritura anterior.
+    def send(self, text: str, *, answered: bool = False) -> None:
+        """Escribe un mensaje; si el servidor lee un mensaje por ``recv``, deja ``pause`` entre dos.
 
         Un servidor que compara ``data == ":q"`` necesita que cada mensaje llegue
-        en su propio ``recv``: mientras se espera se sigue leyendo.
+        en su propio ``recv``: mientras se espera se sigue leyendo. ``answered``
+        dice que el servidor ya respondió al anterior (ya lo leyó): no hace falta pausa.
         """
         if self.closed:
             return
@@ -283,7 +286,7 @@ class Link:
             # El servidor espera una respuesta: lo que dejó sin \n era una pregunta.
             self._partial_at = None
             self._add(self._reframer.flush())
-        if self.framing_in == "bare":
+        if self.paced and not answered:
             ready_at = self._last_send + self.settings.pause
             while time.monotonic() < ready_at and not self.closed:
                 self._pump(ready_at)
