@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import random
 import string
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chatlib import protocol as proto
 from chatlib.check.report import Report, Result, Verdict
 from chatlib.check.text import Framing, chat_sender, notice_subject, number_pattern, word_pattern
-from chatlib.check.wire import Address, Budget, BudgetExceeded, Hub, Link, Settings
+from chatlib.check.wire import Address, Budget, BudgetExceeded, Hub, Link, Settings, remaining
 
 SIX = 6
 MONEY_CLIENTS = 4
@@ -365,9 +366,12 @@ def check_six_clients(ctx: Context) -> str:
     for member, token in zip(members, tokens, strict=True):
         member.link.send(token)
     missing: list[str] = []
+    until = time.monotonic() + ctx.settings.timeout
     for receiver in members:
         for sender, token in zip(members, tokens, strict=True):
-            if sender is not receiver and receiver.link.wait_for(_containing(token)) is None:
+            if sender is receiver:
+                continue
+            if receiver.link.wait_for(_containing(token), 0, remaining(until)) is None:
                 missing.append(f"{sender.label} -> {receiver.label}")
     if missing:
         raise Failed(
@@ -456,7 +460,8 @@ def _listed(ctx: Context, asker: Member, present: list[Member]) -> list[str]:
     """Pide ``:u`` y devuelve las líneas de la respuesta; falla si falta alguien."""
     mark = asker.link.mark()
     asker.link.send(":u")
-    missing = [m.shown for m in present if asker.link.wait_for(_listing(m), mark) is None]
+    until = time.monotonic() + ctx.settings.timeout
+    missing = [m.shown for m in present if asker.link.wait_for(_listing(m), mark, remaining(until)) is None]
     asker.link.quiet()
     if missing:
         raise Failed(f":u did not list {', '.join(missing)}", evidence(asker.link))

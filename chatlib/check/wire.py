@@ -30,6 +30,11 @@ class Settings:
     trace: Callable[[str], None] | None = None
 
 
+def remaining(until: float) -> float:
+    """Segundos que quedan hasta ``until``: varias esperas comparten un solo plazo."""
+    return max(0.0, until - time.monotonic())
+
+
 class BudgetExceeded(RuntimeError):
     """Se acabó el presupuesto de conexiones: el verificador no abre más."""
 
@@ -72,8 +77,6 @@ class Hub:
             flushed = [link for link in self.links if link.flush_idle(now)]
             if wanted in flushed:
                 return True
-            if now >= deadline:
-                return False
             listening = [link for link in self.links if not link.closed]
             wake = min([deadline, *(link.flush_at for link in listening if link.flush_at is not None)])
             try:
@@ -86,6 +89,10 @@ class Hub:
                     link._receive()
             if wanted.sock in ready:
                 return True
+            # Aunque el plazo ya pasó, se miró una vez lo que había llegado.
+            now = time.monotonic()
+            if now >= deadline:
+                return wanted.flush_idle(now)
         return False
 
 
@@ -229,14 +236,16 @@ class Link:
         """La primera línea desde ``since`` que cumple ``predicate``, o ``None`` al vencer el plazo."""
         deadline = time.monotonic() + (self.settings.timeout if timeout is None else timeout)
         checked = since
+        polled = False
         while True:
             for line in self.lines[checked:]:
                 if predicate(line):
                     return line
             checked = max(checked, len(self.lines))
-            if self.closed or time.monotonic() >= deadline:
+            if self.closed or polled and time.monotonic() >= deadline:
                 return None
             self._pump(deadline)
+            polled = True
 
     def wait_lines(self, count: int, timeout: float | None = None) -> bool:
         """Espera hasta tener al menos ``count`` líneas; un prompt sin ``\\n`` ya cuenta."""
