@@ -1,10 +1,9 @@
 """Los escenarios del verificador: uno por requisito del enunciado que se ve desde la red.
 
-Primero se descubre cómo habla el servidor (encuadre y forma de dar
-identificadores) con una conexión de prueba; luego cada escenario abre sus
-propios clientes, hace lo que haría un usuario y compara lo que llega: exacto
-donde el enunciado da el texto, tolerante donde calla. Un escenario falla
-lanzando ``Failed`` con las líneas vistas como evidencia.
+Cada escenario abre sus propios clientes (``Context``), hace lo que haría un
+usuario y compara lo que llega: exacto donde el enunciado da el texto,
+tolerante donde calla. Un escenario falla lanzando ``Failed`` con las líneas
+vistas como evidencia; ``run`` los ejecuta todos y arma el informe.
 """
 
 from __future__ import annotations
@@ -13,284 +12,29 @@ import random
 import string
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from chatlib import protocol as proto
+from chatlib.check.context import (
+    Context,
+    Failed,
+    Member,
+    containing,
+    discover,
+    evidence,
+    face_line,
+    is_funds,
+    names_joined,
+    names_left,
+)
 from chatlib.check.report import Report, Result, Verdict
-from chatlib.check.text import Framing, chat_sender, notice_subject, number_pattern, word_pattern
-from chatlib.check.wire import Address, Budget, BudgetExceeded, Hub, Link, Settings, remaining
+from chatlib.check.text import chat_sender, notice_subject
+from chatlib.check.wire import Budget, BudgetExceeded, Settings, remaining
 
 SIX = 6
 MONEY_CLIENTS = 4
 MONEY_TRANSFERS = 20
 MONEY_BALANCE = 1000
-
-
-class Failed(Exception):
-    """Un requisito no se cumple; ``evidence`` son las líneas que lo muestran."""
-
-    def __init__(self, detail: str, evidence: list[str] | tuple[str, ...] = ()) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.evidence = tuple(evidence)
-
-
-@dataclass(slots=True)
-class Dialect:
-    """Lo que la conexión de prueba descubrió sobre cómo habla el servidor."""
-
-    framing_in: Framing
-    framing_out: Framing
-    assigned: bool
-    prompt_lines: int
-    crlf: bool
-    exact_confirmation: bool = True
-    paced: bool = False
-    connect_notices: bool | None = None
-
-    def describe_framing(self) -> str:
-        out = {
-            "lines": "lines ending in \\r\\n" if self.crlf else "lines ending in \\n",
-            "bare": "one message per send(), no \\n",
-        }
-        inp = {
-            "lines": "lines ending in \\n",
-            "bare": "one message per send(), no \\n, paused between messages",
-        }
-        sent = inp[self.framing_in]
-        if self.paced and self.framing_in == "lines":
-            sent += ", one per write, paused (the server reads one message per recv())"
-        return f"server sends {out[self.framing_out]}; the checker sends {sent}"
-
-    def describe_identifiers(self) -> str:
-        if self.assigned:
-            return "assigned by the server (from the address, as with getpeername()); none is asked"
-        return "asked by the server; the checker answers with its own unique identifiers"
-
-
-@dataclass(slots=True)
-class Member:
-    """Un cliente del verificador que ya entró al chat."""
-
-    link: Link
-    balance: int
-    requested: str | None
-    name: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.link.label
-
-    @property
-    def shown(self) -> str:
-        """El identificador para los mensajes de error."""
-        return self.name or self.requested or f"<the identifier with port {self.link.port}>"
-
-    def is_named(self, text: str) -> bool:
-        """¿``text`` es el identificador de este cliente? Con ids asignados basta su puerto.
-
-        ``<ana>`` también vale: el enunciado escribe ``<Identifier>: Message`` y
-        hay quien toma los signos al pie de la letra.
-        """
-        if self.requested is not None:
-            return text in (self.requested, f"<{self.requested}>")
-        return number_pattern(self.link.port).search(text) is not None
-
-    def mentioned_in(self, line: str) -> bool:
-        """¿La línea nombra a este cliente (como palabra entera)?"""
-        if self.requested is not None:
-            return word_pattern(self.requested).search(line) is not None
-        return number_pattern(self.link.port).search(line) is not None
-
-
-def evidence(*links: Link, count: int = 8) -> list[str]:
-    return [line for link in links for line in link.tail(count)]
-
-
-class Context:
-    """Los clientes de un escenario y las acciones de usuario que los escenarios combinan."""
-
-    def __init__(
-        self, address: Address, settings: Settings, budget: Budget, dialect: Dialect, tag: str
-    ) -> None:
-        self.address = address
-        self.settings = settings
-        self.budget = budget
-        self.dialect = dialect
-        self.tag = tag
-        self.hub = Hub()
-        self.links: list[Link] = []
-        self.members: list[Member] = []
-        self._counter = 0
-
-    def fresh(self, prefix: str = "") -> str:
-        """Un texto único en esta ejecución: identificadores y mensajes que no se confunden."""
-        self._counter += 1
-        return f"{prefix}{self.tag}{self._counter}"
-
-    def connect(self, label: str) -> Link:
-        try:
-            link = Link(
-                self.address,
-                label,
-                self.settings,
-                self.budget,
-                self.dialect.framing_in,
-                self.dialect.framing_out,
-                self.hub,
-                self.dialect.paced,
-            )
-        except OSError as exc:
-            raise Failed(f"{label} cannot connect: {exc.strerror or exc}") from exc
-        self.links.append(link)
-        return link
-
-    def expect(
-        self, link: Link, predicate: Callable[[str], bool], what: str, since: int = 0, *others: Link
-    ) -> str:
-        """La línea esperada, o un fallo que dice qué faltó y muestra lo que sí llegó."""
-        line = link.wait_for(predicate, since, self.settings.timeout)
-        if line is None:
-            why = f" ({link.close_reason})" if link.closed else ""
-            raise Failed(
-                f"{link.label} did not receive {what} within {self.settings.timeout:g} s{why}",
-                evidence(link, *others),
-            )
-        return line
-
-    def join(self, label: str, balance: int) -> Member:
-        """Conectar, identificarse (si se pregunta), dar el saldo y esperar la confirmación."""
-        link = self.connect(label)
-        requested = None
-        if not self.dialect.assigned:
-            requested = self.fresh("ck")
-            if not link.wait_lines(self.dialect.prompt_lines, self.settings.timeout):
-                raise Failed(f"{label} did not receive the greeting and identifier question", evidence(link))
-            link.send(requested)
-        self.expect(link, lambda line: line == proto.ASK_BALANCE, f"the question '{proto.ASK_BALANCE}'")
-        asked = link.mark()
-        link.send(str(balance), answered=True)
-        # Si la prueba ya vio otra confirmación, basta una línea con el monto (la fila balance falla).
-        expected = proto.balance_set_line(balance)
-        amount = number_pattern(balance)
-        confirmed = (
-            (lambda line: line == expected)
-            if self.dialect.exact_confirmation
-            else (lambda line: amount.search(line) is not None)
-        )
-        if link.wait_for(confirmed, asked) is None and link.closed:
-            raise Failed(
-                f"{label} was disconnected after giving its balance ({link.close_reason})", evidence(link)
-            )
-        member = Member(link, balance, requested, requested)
-        self._sync(member)
-        self.members.append(member)
-        return member
-
-    def _sync(self, member: Member) -> None:
-        """Espera a que el anterior vea llegar al nuevo; así el nuevo ya es miembro.
-
-        Con ids asignados, el aviso de conexión es también donde se aprende el
-        identificador que el servidor le dio. Si el servidor no avisa, se espera
-        una vez el plazo completo y después solo un silencio corto.
-        """
-        if not self.members:
-            return
-        previous = self.members[-1].link
-        wait = self.settings.timeout if self.dialect.connect_notices is not False else self.settings.settle
-        line = previous.wait_for(lambda text: _names_joined(text, member), 0, wait)
-        if line is not None:
-            self.dialect.connect_notices = True
-            member.name = member.name or notice_subject(line, "connected")
-        elif self.dialect.connect_notices is None:
-            self.dialect.connect_notices = False
-
-    def ensure_names(self, members: list[Member]) -> None:
-        """Con ids asignados, aprende el identificador exacto de cada uno (avisos o un mensaje)."""
-        for member in members:
-            if member.name is not None:
-                continue
-            others = [m for m in self.members if m is not member]
-            for other in others:
-                for line in other.link.lines:
-                    subject = notice_subject(line, "connected")
-                    if subject is not None and member.is_named(subject):
-                        member.name = subject
-            if member.name is None and others:
-                token = self.fresh("whoami-")
-                mark = others[0].link.mark()
-                member.link.send(token)
-                reply = others[0].link.wait_for(_chat_of(token), mark)
-                sender = chat_sender(reply, token) if reply is not None else None
-                if sender is not None and member.is_named(sender):
-                    member.name = sender
-            if member.name is None:
-                raise Failed(
-                    f"cannot learn the identifier given to {member.label} (port {member.link.port})",
-                    evidence(member.link, *(m.link for m in others)),
-                )
-
-    def ident(self, member: Member) -> str:
-        """El identificador para escribir en un comando (``:p``, ``:t``)."""
-        self.ensure_names([member])
-        assert member.name is not None
-        return member.name
-
-    def funds(self, member: Member) -> int:
-        """Pregunta ``:funds`` y lee el saldo de la respuesta exacta del enunciado."""
-        mark = member.link.mark()
-        member.link.send(":funds")
-        line = self.expect(
-            member.link,
-            lambda text: proto.parse_funds_line(text) is not None,
-            "a 'You have N dollars.' reply to :funds",
-            mark,
-        )
-        value = proto.parse_funds_line(line)
-        assert value is not None
-        return value
-
-    def quiet_since(self, link: Link, mark: int, unwanted: Callable[[str], bool]) -> list[str]:
-        """Escucha un silencio corto y devuelve las líneas que no debieron llegar."""
-        link.listen()
-        return [line for line in link.since(mark) if unwanted(line)]
-
-    def cleanup(self) -> None:
-        """Cada miembro sale con ``:q`` y se espera el cierre un momento: un servidor frágil no se cae."""
-        for member in self.members:
-            if not member.link.closed:
-                member.link.send(":q")
-        for link in self.links:
-            link.wait_for(lambda _line: False, link.mark(), self.settings.settle)
-            link.close()
-
-
-def _is_funds(line: str) -> bool:
-    return proto.parse_funds_line(line) is not None
-
-
-def _containing(token: str) -> Callable[[str], bool]:
-    return lambda line: token in line
-
-
-def _chat_of(token: str) -> Callable[[str], bool]:
-    """Una línea ``<id>: token`` de cualquier emisor."""
-    return lambda line: chat_sender(line, token) is not None
-
-
-def _face(face: str) -> Callable[[str], bool]:
-    """Un mensaje (no un aviso del servidor) que trae la cara."""
-    return lambda line: face in line and not line.startswith(proto.SERVER_PREFIX)
-
-
-def _names_joined(line: str, member: Member) -> bool:
-    subject = notice_subject(line, "connected")
-    return subject is not None and member.is_named(subject)
-
-
-def _names_left(line: str, member: Member) -> bool:
-    subject = notice_subject(line, "disconnected")
-    return subject is not None and member.is_named(subject)
 
 
 def check_identifier(ctx: Context) -> str:
@@ -371,7 +115,7 @@ def check_six_clients(ctx: Context) -> str:
         for sender, token in zip(members, tokens, strict=True):
             if sender is receiver:
                 continue
-            if receiver.link.wait_for(_containing(token), 0, remaining(until)) is None:
+            if receiver.link.wait_for(containing(token), 0, remaining(until)) is None:
                 missing.append(f"{sender.label} -> {receiver.label}")
     if missing:
         raise Failed(
@@ -406,11 +150,11 @@ def check_notices(ctx: Context) -> str:
     """Requisito 4: avisos de conexión y desconexión a los demás, y la despedida a quien sale."""
     a = ctx.join("a", 100)
     b = ctx.join("b", 100)
-    ctx.expect(a.link, lambda line: _names_joined(line, b), f"'{proto.connected_line(b.shown)}'")
+    ctx.expect(a.link, lambda line: names_joined(line, b), f"'{proto.connected_line(b.shown)}'")
     mark = a.link.mark()
     b.link.send(":q")
     ctx.expect(b.link, lambda line: line == proto.GOODBYE, f"'{proto.GOODBYE}' after :q")
-    ctx.expect(a.link, lambda line: _names_left(line, b), f"'{proto.disconnected_line(b.shown)}'", mark)
+    ctx.expect(a.link, lambda line: names_left(line, b), f"'{proto.disconnected_line(b.shown)}'", mark)
     return "connected!/disconnected! notices to the others, goodbye line to the leaver"
 
 
@@ -474,7 +218,7 @@ def check_users(ctx: Context) -> str:
     _listed(ctx, a, [a, b, c])
     c.link.send(":q")
     c.link.wait_for(lambda line: line == proto.GOODBYE)
-    a.link.wait_for(lambda line: _names_left(line, c), 0, ctx.settings.settle)
+    a.link.wait_for(lambda line: names_left(line, c), 0, ctx.settings.settle)
     lines = _listed(ctx, a, [a, b])
     stale = [line for line in lines if _listing(c)(line)]
     if stale:
@@ -493,7 +237,7 @@ def check_emojis(ctx: Context) -> str:
     for code, face in proto.EMOJIS.items():
         line = ctx.expect(
             b.link,
-            _face(face),
+            face_line(face),
             f"the face {face!r} for {code}",
             mark,
         )
@@ -575,7 +319,7 @@ def check_money(ctx: Context) -> str:
     seen: list[str] = []
     for m in members:
         # El :funds de cada ráfaga llega después de sus propias transferencias: es la barrera.
-        line = m.link.wait_for(_is_funds, marks[m.label], patience)
+        line = m.link.wait_for(is_funds, marks[m.label], patience)
         if line is None:
             raise Failed(
                 f"{m.label} got no :funds reply after its {MONEY_TRANSFERS} transfers", evidence(m.link)
@@ -686,105 +430,6 @@ RUN_ORDER: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(slots=True)
-class Discovery:
-    """El resultado de la conexión de prueba."""
-
-    dialect: Dialect | None
-    welcome: Result
-    failure: str = ""
-    evidence: list[str] = field(default_factory=list)
-
-
-def discover(address: Address, settings: Settings, budget: Budget, tag: str) -> Discovery:
-    """Con una conexión de prueba: encuadre, forma de los identificadores y la bienvenida."""
-    welcome_req = next(r for r in REQUIREMENTS if r.key == "welcome")
-
-    def welcome(verdict: Verdict, detail: str, shown: list[str] | None = None) -> Result:
-        return Result(
-            welcome_req.key, welcome_req.number, welcome_req.title, verdict, detail, tuple(shown or ())
-        )
-
-    try:
-        probe = Link(address, "probe", settings, budget, "lines", None)
-    except OSError as exc:
-        reason = f"cannot connect: {exc.strerror or exc}"
-        return Discovery(None, welcome(Verdict.FAIL, reason), reason)
-    links = [probe]
-    try:
-        framing_out = probe.detect()
-        if framing_out is None:
-            why = probe.close_reason if probe.closed else f"it stayed silent for {settings.timeout:g} s"
-            reason = f"the server sent nothing after the connection was accepted ({why})"
-            return Discovery(None, welcome(Verdict.FAIL, reason, probe.tail()), reason, probe.tail())
-        probe.quiet()
-        greeting = list(probe.lines)
-        assigned = proto.ASK_BALANCE in greeting
-        before = greeting[: greeting.index(proto.ASK_BALANCE)] if assigned else greeting
-        if proto.WELCOME in before:
-            result = welcome(Verdict.PASS, f"'{proto.WELCOME}'")
-        else:
-            result = welcome(Verdict.FAIL, f"no exact '{proto.WELCOME}' before the questions", probe.tail())
-        prompt_lines = len(before) if not assigned else 0
-        other: Framing = "bare" if framing_out == "lines" else "lines"
-        for framing_in in (framing_out, other):
-            link = probe
-            if framing_in != framing_out:
-                try:
-                    link = Link(address, "probe2", settings, budget, framing_in, framing_out)
-                except (OSError, BudgetExceeded):
-                    break
-                links.append(link)
-                link.wait_lines(len(greeting))
-                link.quiet()
-            if _handshake(link, assigned, tag):
-                exact = proto.balance_set_line(100) in link.lines
-                paced = framing_in == "bare" or not _reads_lines(link)
-                dialect = Dialect(
-                    framing_in, framing_out, assigned, prompt_lines, probe.saw_crlf, exact, paced
-                )
-                return Discovery(dialect, result)
-        reason = "could not join: " + (
-            "no confirmation after giving the balance"
-            if assigned
-            else "no balance question after answering the identifier"
-        )
-        reason += " (tried lines ending in \\n and bare writes)"
-        return Discovery(None, result, reason, evidence(*links))
-    finally:
-        for link in links:
-            if not link.closed:
-                link.send(":q")
-            link.close()
-
-
-def _handshake(link: Link, assigned: bool, tag: str) -> bool:
-    """Responde el saludo; ``True`` si el servidor entendió (pregunta el saldo, lo confirma)."""
-    if not assigned:
-        mark = link.mark()
-        link.send(f"ck{tag}0{'b' if link.label.endswith('2') else 'a'}")
-        if link.wait_for(lambda line: line == proto.ASK_BALANCE, mark) is None:
-            return False
-    mark = link.mark()
-    link.send("100")
-    amount = number_pattern(100)
-    return link.wait_for(lambda line: amount.search(line) is not None, mark) is not None
-
-
-def _reads_lines(link: Link) -> bool:
-    """¿El servidor separa las líneas que llegan juntas? Dos ``:funds`` en una sola escritura.
-
-    Muchos servidores de alumnos tratan cada ``recv`` como un mensaje aunque
-    respondan con ``\\n``; a ellos el verificador les escribe una línea por vez.
-    """
-    mark = link.mark()
-    link.send(":funds\n:funds")
-    first = link.wait_for(_is_funds, mark)
-    if first is None:
-        return False
-    return link.wait_for(_is_funds, link.lines.index(first, mark) + 1) is not None
-
-
 def _tag() -> str:
     return "".join(random.choices(string.ascii_lowercase, k=3))
 
@@ -806,7 +451,10 @@ def run(host: str, port: int, settings: Settings | None = None, only: list[str] 
         if key not in selected:
             continue
         if key == "welcome":
-            results[key] = found.welcome
+            verdict = Verdict.PASS if found.welcome_ok else Verdict.FAIL
+            results[key] = Result(
+                key, req.number, req.title, verdict, found.welcome_detail, tuple(found.welcome_evidence)
+            )
             continue
         assert req.check is not None
         if found.dialect is None:
