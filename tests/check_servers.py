@@ -36,6 +36,7 @@ class Quirks:
     other_confirmation: bool = False
     serial: bool = False
     recv_reads: bool = False
+    welcome: str = proto.WELCOME
 
 
 class StudentServer:
@@ -110,7 +111,7 @@ class StudentServer:
                 self._stop.wait()
                 return
             reader = _Reader(conn, "recv" if self.quirks.recv_reads else self.quirks.framing)
-            self._send(conn, proto.WELCOME)
+            self._send(conn, self.quirks.welcome)
             if self.quirks.hang_up:
                 return
             name = self._identify(conn, reader)

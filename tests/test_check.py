@@ -155,6 +155,7 @@ STUDENTS = [
     pytest.param(Quirks(disconnect_notice=False), {"notices"}, id="no-disconnect-notice"),
     pytest.param(Quirks(lock=False), set(), id="no-lock-no-window"),
     pytest.param(Quirks(other_confirmation=True), {"balance"}, id="other-balance-confirmation"),
+    pytest.param(Quirks(welcome="Welcome to the chat!"), {"welcome"}, id="other-welcome"),
 ]
 
 
