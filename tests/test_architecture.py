@@ -45,3 +45,12 @@ def test_unsafe_bank_runs_without_matplotlib() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "UnsafeBank {'a': 0, 'b': 5}"
+
+
+def test_the_checker_builds_only_on_the_protocol() -> None:
+    """``chatlib.check`` prueba servidores ajenos: no puede depender del servidor de referencia."""
+    for path in (ROOT / "chatlib" / "check").glob("*.py"):
+        ours = {name for name in _imports(path) if name.startswith("chatlib")}
+        assert ours <= {"chatlib", "chatlib.protocol"} | {
+            f"chatlib.check.{p.stem}" for p in (ROOT / "chatlib" / "check").glob("*.py")
+        }, (path.name, ours)
