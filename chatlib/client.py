@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import queue
 import re
 import signal
@@ -22,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import get_app_or_none, run_in_terminal
+from prompt_toolkit.application import get_app_or_none
 
 from chatlib import protocol as proto
 
@@ -410,9 +409,9 @@ class _ConsoleRun:
     """Una sesión en la terminal: el bucle de eventos dibuja todo, en orden, desde un solo hilo.
 
     Los hilos (el lector del socket) no escriben en la pantalla: dejan líneas
-    en una cola del bucle y una sola tarea las imprime sobre el indicador con
-    ``run_in_terminal``. Que la conexión termine o que llegue SIGINT también se
-    avisa al bucle, que interrumpe el indicador: nadie se envía señales.
+    en una cola del bucle y una sola tarea las imprime sobre el indicador. Que
+    la conexión termine o que llegue SIGINT también se avisa al bucle, que
+    interrumpe el indicador: nadie se envía señales.
     """
 
     def __init__(self, client: TerminalClient, session: PromptSession[str], reader: threading.Thread) -> None:
@@ -459,14 +458,21 @@ class _ConsoleRun:
             await printer
 
     async def _prompt_loop(self) -> None:
+        """Un indicador tras otro; la terminal queda en modo crudo también entre ellos.
+
+        En modo cocido la terminal repetiría por su cuenta lo que se teclee
+        entre dos indicadores (``:funds`` suelto en pantalla); en crudo esas
+        teclas esperan al siguiente indicador, y Ctrl-C es una tecla más.
+        """
         client = self.client
-        while not client.ended.is_set() and not self.leave_requested:
-            try:
-                text = await self.session.prompt_async(self._message, handle_sigint=False)
-            except (KeyboardInterrupt, EOFError, _Interrupted):
-                return
-            if not client.submit(text):
-                return
+        with self.session.input.raw_mode():
+            while not client.ended.is_set() and not self.leave_requested:
+                try:
+                    text = await self.session.prompt_async(self._message, handle_sigint=False)
+                except (KeyboardInterrupt, EOFError, _Interrupted):
+                    return
+                if not client.submit(text):
+                    return
 
     def _message(self) -> str:
         return TerminalClient.PROMPT if self.joined_on_screen else ""
@@ -496,18 +502,30 @@ class _ConsoleRun:
                 batch.append(lines.get_nowait())
             shown = [line for line in batch if line is not None]
             if shown:
-                await run_in_terminal(functools.partial(self._write, shown))
+                self._write(shown)
             if len(shown) < len(batch):
                 return
 
     def _write(self, lines: list[str]) -> None:
-        """Dentro de ``run_in_terminal``: el indicador ya se borró y se dibuja de nuevo al volver."""
+        """Borra el indicador, escribe las líneas y pide dibujarlo de nuevo debajo.
+
+        Es lo que hace ``run_in_terminal``, salvo que la terminal sigue en modo
+        crudo: con el modo cocido de por medio, una tecla pulsada justo entonces
+        la mostraría la propia terminal, fuera de lugar.
+        """
+        app = get_app_or_none()
         output = self.session.output
+        # También si el indicador ya se aceptó pero aún no se borra (tecleo adelantado).
+        if app is not None and app.is_running:
+            app.renderer.erase()
         output.enable_autowrap()
         output.write("".join(f"{line}\n" for line in lines))
         output.flush()
         if any(proto.is_balance_set_line(line) for line in lines):
             self.joined_on_screen = True
+        if app is not None and app.is_running and not app.is_done:
+            app.renderer.request_absolute_cursor_position()
+            app.invalidate()
 
 
 def build_parser() -> argparse.ArgumentParser:
