@@ -357,7 +357,9 @@ class TerminalClient:
             if session is None:
                 self._run_plain(reader, echo=not sys.stdin.isatty())
             else:
-                asyncio.run(_ConsoleRun(self, session, reader).main())
+                # Se mira antes de asyncio.run, que instala su propio manejador de SIGINT.
+                sigint_ignored = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+                asyncio.run(_ConsoleRun(self, session, reader, catch_sigint=not sigint_ignored).main())
         except KeyboardInterrupt:
             pass
         finally:
@@ -378,14 +380,12 @@ class TerminalClient:
 
         threading.Thread(target=read_stdin, name="chatlib-terminal-stdin", daemon=True).start()
         reader.start()
-        while True:
-            text = _next_line(inbox)
-            if text is None:
-                if self.ended.is_set():
-                    return
-                break
-            if not self.submit(text, echo=echo):
-                break
+        try:
+            while (text := _next_line(inbox)) is not None and self.submit(text, echo=echo):
+                pass
+        except KeyboardInterrupt:
+            if not echo:
+                self.show("")  # la terminal dejó "^C" en la línea: la despedida va debajo
         if self.start_goodbye():
             self.ended.wait(GOODBYE_WAIT)
 
@@ -414,8 +414,16 @@ class _ConsoleRun:
     interrumpe el indicador: nadie se envía señales.
     """
 
-    def __init__(self, client: TerminalClient, session: PromptSession[str], reader: threading.Thread) -> None:
+    def __init__(
+        self,
+        client: TerminalClient,
+        session: PromptSession[str],
+        reader: threading.Thread,
+        *,
+        catch_sigint: bool,
+    ) -> None:
         self.client = client
+        self.catch_sigint = catch_sigint
         self.session = session
         self.reader = reader
         self.leave_requested = False
@@ -485,7 +493,7 @@ class _ConsoleRun:
 
     def _catch_sigint(self, loop: asyncio.AbstractEventLoop) -> None:
         """SIGINT fuera del indicador (``kill -INT``) sale como ``:q``; si venía ignorada, se respeta."""
-        if sys.platform == "win32" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        if sys.platform == "win32" or not self.catch_sigint:
             return
 
         def on_sigint() -> None:

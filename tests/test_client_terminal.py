@@ -14,6 +14,8 @@ import itertools
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -21,13 +23,14 @@ from pathlib import Path
 
 import pytest
 from chatlib import protocol as proto
-from chatlib.client import ChatClient
-from chatlib.server import ChatServer
+from chatlib.client import ChatClient, own_line
+from chatlib.server import SHUTDOWN_NOTICE, ChatServer
 
 if sys.platform == "win32":
     pytest.skip("pseudo-terminals (pexpect.spawn) are POSIX-only", allow_module_level=True)
 
 import pexpect
+import pexpect.popen_spawn
 import pyte
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +45,12 @@ def _ignore_sigint() -> None:
 
 
 class Terminal:
-    """Una terminal de 80x24 con el cliente adentro; guarda también lo que se fue por arriba."""
+    """Una terminal de 24 filas con el cliente adentro; guarda también lo que se fue por arriba."""
 
     def __init__(
-        self, *args: str, python: list[str] | None = None, ignore_sigint: bool = False, rows: int = 24
+        self, *args: str, python: list[str] | None = None, ignore_sigint: bool = False, columns: int = 80
     ) -> None:
-        self.screen = pyte.HistoryScreen(80, rows, history=20000)
+        self.screen = pyte.HistoryScreen(columns, 24, history=20000)
         self.screen.write_process_input = self._answer_terminal_query
         self.stream = pyte.ByteStream(self.screen)
         self.cond = threading.Condition()
@@ -59,7 +62,7 @@ class Terminal:
             [*command, *args],
             cwd=str(ROOT),
             env={**os.environ, "TERM": "xterm", "PYTHONUNBUFFERED": "1"},
-            dimensions=(rows, 80),
+            dimensions=(24, columns),
             preexec_fn=_ignore_sigint if ignore_sigint else None,
         )
         self.child.delaybeforesend = None  # pexpect espera 50 ms antes de cada envío si no
@@ -275,3 +278,325 @@ def test_no_me_line_is_garbled_in_500_round_trips(
     assert mine == ["Me: :funds", reply, "Me: :~) hola"] * 250
     assert [row for row in body if row.startswith("carol: ")] == said
     assert rows[-1] == "Me:"
+
+
+def test_own_emoji_lines_read_as_the_others_see_them(spawn: Callable[..., Terminal], ana: ChatClient) -> None:
+    term = join_beto(spawn, ana)
+    term.send(":smile\r")
+    assert ana.expect(re.compile("^beto: ")) == "beto: :~)"
+    term.send(":angry hola :confused\r")
+    assert ana.expect(re.compile("^beto: ")) == "beto: >:( hola :S"
+    term.wait_for(lambda: term.rows()[-3:] == ["Me: :~)", "Me: >:( hola :S", "Me:"], "own emoji lines")
+
+
+KEYS = {"ctrl-c": "\x03", "ctrl-d": "\x04", ":q": ":q\r"}
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_leaving_while_the_identifier_is_asked(spawn: Callable[..., Terminal], key: str) -> None:
+    term = spawn()
+    term.wait_row(proto.ASK_IDENTIFIER)
+    term.wait_for(lambda: term.cursor_row() == ("", 0), "the answer prompt")
+    term.send(KEYS[key])
+    assert term.exit_status() == 0
+    assert term.rows() == [proto.WELCOME, proto.ASK_IDENTIFIER]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_leaving_while_the_balance_is_asked(spawn: Callable[..., Terminal], key: str) -> None:
+    term = spawn("--name", "beto")
+    term.wait_row(proto.ASK_BALANCE)
+    term.wait_for(lambda: term.cursor_row() == ("", 0), "the answer prompt")
+    term.send(KEYS[key])
+    assert term.exit_status() == 0
+    assert term.rows() == [proto.WELCOME, proto.ASK_IDENTIFIER, "beto", proto.ASK_BALANCE]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_leaving_from_the_chat_says_goodbye(
+    spawn: Callable[..., Terminal], ana: ChatClient, key: str
+) -> None:
+    term = join_beto(spawn, ana)
+    term.send(KEYS[key])
+    assert term.exit_status() == 0
+    ana.expect("[SERVER] Client: beto disconnected!")
+    last = ["Me: :q", proto.GOODBYE] if key == ":q" else [proto.GOODBYE]
+    assert term.rows() == [*handshake("beto", 5), *last]
+
+
+def test_ctrl_c_while_typing_leaves_with_the_goodbye_on_its_own_line(
+    spawn: Callable[..., Terminal], ana: ChatClient
+) -> None:
+    term = join_beto(spawn, ana)
+    term.send("half typed")
+    term.wait_prompt("half typed")
+    term.send("\x03")
+    assert term.exit_status() == 0
+    ana.expect("[SERVER] Client: beto disconnected!")
+    # Lo que se estaba escribiendo no se envía ni queda pegado a la despedida.
+    assert term.rows() == [*handshake("beto", 5), proto.GOODBYE]
+    assert not [line for line in ana.lines if "half typed" in line]
+
+
+def test_sigint_from_outside_leaves_like_q(spawn: Callable[..., Terminal], ana: ChatClient) -> None:
+    term = join_beto(spawn, ana)
+    term.child.kill(signal.SIGINT)
+    assert term.exit_status() == 0
+    ana.expect("[SERVER] Client: beto disconnected!")
+    assert term.rows() == [*handshake("beto", 5), proto.GOODBYE]
+
+
+class RecordingServer:
+    """Un servidor de mentira que hace las preguntas del saludo y guarda cada byte que recibe."""
+
+    def __init__(self, *questions: str) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()[:2]
+        self.questions = questions
+        self.received = bytearray()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.sendall(f"{proto.WELCOME}\n{self.questions[0]}\n".encode())
+            for question in self.questions[1:]:
+                while not self.received.endswith(b"\n"):
+                    self.received += conn.recv(4096)
+                conn.sendall(f"{question}\n".encode())
+            while data := conn.recv(4096):
+                self.received += data
+
+    def close(self) -> bytes:
+        self.thread.join(WAIT)
+        self.listener.close()
+        return bytes(self.received)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("asked", ["identifier", "balance"])
+def test_leaving_keys_are_never_sent_as_an_answer(key: str, asked: str) -> None:
+    if asked == "identifier":
+        fake, args, sent = RecordingServer(proto.ASK_IDENTIFIER), [], b""
+    else:
+        fake, args, sent = (
+            RecordingServer(proto.ASK_IDENTIFIER, proto.ASK_BALANCE),
+            ["--name", "beto"],
+            b"beto\n",
+        )
+    host, port = fake.address
+    term = Terminal("--host", host, "--port", str(port), *args)
+    try:
+        term.wait_row(fake.questions[-1])
+        term.wait_for(lambda: term.cursor_row() == ("", 0), "the answer prompt")
+        term.send(KEYS[key])
+        assert term.exit_status() == 0
+    finally:
+        term.kill()
+    assert fake.close() == sent
+
+
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["default", "sigint-ignored"])
+def test_server_going_away_ends_the_client_with_1(
+    spawn: Callable[..., Terminal], ana: ChatClient, server: ChatServer, ignore_sigint: bool
+) -> None:
+    term = spawn("--name", "beto", "--balance", "5", ignore_sigint=ignore_sigint)
+    term.wait_prompt()
+    term.send("half")
+    term.wait_prompt("half")
+    server.stop()
+    assert term.exit_status() == 1
+    assert term.rows() == [*handshake("beto", 5), SHUTDOWN_NOTICE, LOST]
+
+
+def test_server_going_away_during_the_handshake(spawn: Callable[..., Terminal], server: ChatServer) -> None:
+    term = spawn()
+    term.wait_row(proto.ASK_IDENTIFIER)
+    server.stop()
+    assert term.exit_status() == 1
+    assert term.rows() == [proto.WELCOME, proto.ASK_IDENTIFIER, SHUTDOWN_NOTICE, LOST]
+
+
+# Como en Git Bash (mintty) en Windows: prompt_toolkit no encuentra una consola que entienda.
+NO_CONSOLE = """
+import sys
+import prompt_toolkit.output.defaults as defaults
+from chatlib.client import main
+
+
+def no_console(*args, **kwargs):
+    raise RuntimeError("Found xterm, while expecting a Windows console")
+
+
+defaults.create_output = no_console
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("key", ["ctrl-c", "ctrl-d"])
+def test_without_a_usable_console_falls_back_to_plain_lines(
+    server: ChatServer, ana: ChatClient, key: str
+) -> None:
+    host, port = server.address
+    args = ("--host", host, "--port", str(port), "--name", "beto", "--balance", "5")
+    term = Terminal(*args, python=["-c", NO_CONSOLE], columns=160)  # el aviso entero en una fila
+    try:
+        term.wait_row(proto.balance_set_line(5))
+        ana.expect("[SERVER] Client: beto connected!")
+        term.send("hola\r")  # la terminal repite lo tecleado: el cliente no lo escribe de nuevo
+        ana.expect("beto: hola")
+        term.send(KEYS[key])
+        assert term.exit_status() == 0
+        ana.expect("[SERVER] Client: beto disconnected!")
+        notice = (
+            "This terminal cannot be used for line editing "
+            "(Found xterm, while expecting a Windows console); using plain line mode."
+        )
+        echoed = ["^C"] if key == "ctrl-c" else []  # lo que la propia terminal muestra al teclear
+        assert term.rows() == [notice, *handshake("beto", 5), "hola", *echoed, proto.GOODBYE]
+    finally:
+        term.kill()
+
+
+class Piped:
+    """El cliente con la entrada y la salida en tuberías (como ``echo ... | python -m chatlib.client``)."""
+
+    def __init__(self, server: ChatServer, *args: str, ignore_sigint: bool = False) -> None:
+        host, port = server.address
+        command = [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port), *args]
+        self.child = pexpect.popen_spawn.PopenSpawn(
+            command,
+            cwd=str(ROOT),
+            encoding="utf-8",
+            timeout=WAIT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_ignore_sigint if ignore_sigint else None,
+        )
+        self.seen: list[str] = []
+
+    def expect(self, line: str) -> None:
+        """La próxima línea de la salida (estándar y de errores) es exactamente ``line``."""
+        got = self.child.readline().rstrip("\n")
+        self.seen.append(got)
+        assert got == line, f"expected {line!r}; seen {self.seen!r}"
+
+    def send(self, text: str) -> None:
+        self.child.sendline(text)
+
+    def exit_status(self) -> int:
+        self.child.expect(pexpect.EOF)
+        status = self.child.wait()
+        assert isinstance(status, int)
+        return status
+
+    def kill(self) -> None:
+        if self.child.proc.poll() is None:
+            self.child.proc.kill()
+        self.child.proc.wait(WAIT)
+
+
+@pytest.fixture
+def piped(server: ChatServer) -> Iterator[Callable[..., Piped]]:
+    clients: list[Piped] = []
+
+    def make(*args: str, **options: bool) -> Piped:
+        clients.append(Piped(server, *args, **options))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.kill()
+
+
+def test_plain_mode_through_pipes_shows_the_whole_conversation(
+    piped: Callable[..., Piped], ana: ChatClient
+) -> None:
+    beto = piped()
+    beto.expect(proto.WELCOME)
+    beto.expect(proto.ASK_IDENTIFIER)
+    beto.send("beto")
+    beto.expect("beto")  # lo leído de la tubería se muestra como si se hubiera escrito
+    beto.expect(proto.ASK_BALANCE)
+    beto.send("3000")
+    beto.expect("3000")
+    beto.expect("[SERVER] Client: The balance of 3000 has been set to your account.")
+    ana.expect("[SERVER] Client: beto connected!")
+    ana.send("Hola!")
+    beto.expect("ana: Hola!")
+    for typed, shown, reply in [
+        (":funds", "Me: :funds", "[SERVER] Client: You have 3000 dollars."),
+        (":t - ana - 10000", "Me: :t - ana - 10000", proto.INSUFFICIENT_FUNDS),
+    ]:
+        beto.send(typed)
+        beto.expect(shown)
+        beto.expect(reply)
+    beto.send(":smile uwu")
+    beto.expect("Me: :~) uwu")
+    ana.expect("beto: :~) uwu")
+    beto.child.sendeof()
+    beto.expect(proto.GOODBYE)
+    assert beto.exit_status() == 0
+    ana.expect("[SERVER] Client: beto disconnected!")
+
+
+def test_plain_mode_q_and_sigint_leave_with_the_goodbye(piped: Callable[..., Piped], ana: ChatClient) -> None:
+    for name, leave in [("beto", "q"), ("carol", "sigint")]:
+        client = piped("--name", name, "--balance", "1")
+        for line in handshake(name, 1):
+            client.expect(line)
+        ana.expect(f"[SERVER] Client: {name} connected!")
+        if leave == "q":
+            client.send(":q")
+            client.expect("Me: :q")
+        else:
+            client.child.kill(signal.SIGINT)
+        client.expect(proto.GOODBYE)
+        assert client.exit_status() == 0
+        ana.expect(f"[SERVER] Client: {name} disconnected!")
+
+
+@pytest.mark.parametrize("ignore_sigint", [False, True], ids=["default", "sigint-ignored"])
+def test_plain_mode_reports_a_lost_server_with_1(
+    piped: Callable[..., Piped], server: ChatServer, ignore_sigint: bool
+) -> None:
+    client = piped("--name", "beto", "--balance", "1", ignore_sigint=ignore_sigint)
+    for line in handshake("beto", 1):
+        client.expect(line)
+    server.stop()  # la entrada sigue abierta: el cliente no espera a que se cierre
+    client.expect(SHUTDOWN_NOTICE)
+    client.expect(LOST)
+    assert client.exit_status() == 1
+
+
+def test_cannot_connect_exits_with_2() -> None:
+    with ChatServer("127.0.0.1", 0, console=None) as srv:
+        host, port = srv.address
+    result = subprocess.run(
+        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Cannot connect to {host}:{port}: ")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("typed", "joined", "shown"),
+    [
+        ("beto", False, "beto"),
+        ("  3000 ", False, "3000"),
+        (":smile", True, "Me: :~)"),
+        (":smile hola", True, "Me: :~) hola"),
+        ("hola :angry :confused", True, "Me: hola >:( :S"),
+        (":funds", True, "Me: :funds"),
+        (":p - ana - :smile", True, "Me: :p - ana - :smile"),
+        ("a\x1b[2Jb", True, "Me: a[2Jb"),
+        ("   ", True, None),
+    ],
+)
+def test_own_line(typed: str, joined: bool, shown: str | None) -> None:
+    assert own_line(typed, joined) == shown
