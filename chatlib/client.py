@@ -200,6 +200,8 @@ class ChatClient:
 
 
 GOODBYE_WAIT = 2.0
+# Las esperas del hilo principal tienen plazo: en Windows una espera sin plazo no deja pasar Ctrl-C.
+_WAKE_EVERY = 0.5
 
 
 def own_line(text: str, joined: bool) -> str | None:
@@ -243,6 +245,8 @@ class TerminalClient:
         }
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        self._state_changed = threading.Condition(self._state_lock)
+        self._asked = False
         self.joined = False
         self.said_goodbye = threading.Event()
         self.ended = threading.Event()
@@ -265,16 +269,15 @@ class TerminalClient:
                 for raw in lines:
                     self._receive(proto.sanitize(raw))
         finally:
-            with self._state_lock:
+            with self._state_changed:
                 self.ended.set()
                 self.lost = not self.said_goodbye.is_set() and not self._hung_up
+                self._state_changed.notify_all()
             if self.lost:
                 self.show_error("The connection to the server was lost.")
             self.on_end()
 
     def _receive(self, line: str) -> None:
-        if proto.is_balance_set_line(line):
-            self.joined = True
         self.show(line)
         if line == proto.GOODBYE:
             self.said_goodbye.set()
@@ -284,6 +287,26 @@ class TerminalClient:
             self._auto[line] = None
             self.show(answer)
             self._send_quietly(answer)
+        with self._state_changed:
+            self.joined = self.joined or proto.is_balance_set_line(line)
+            self._asked = self._asked or (line in self._auto and answer is None)
+            self._state_changed.notify_all()
+
+    def wait_turn(self) -> bool:
+        """Espera a que el servidor espere algo del usuario; ``False`` si la conexión terminó.
+
+        Antes de unirse, cada respuesta espera su pregunta: en una tubería las
+        líneas están todas desde el principio y no deben adelantarse a las
+        respuestas automáticas de ``--name``/``--balance``.
+        """
+        with self._state_changed:
+            while not self._state_changed.wait_for(
+                lambda: self.joined or self._asked or self.ended.is_set(), _WAKE_EVERY
+            ):
+                pass
+            if not self.joined:
+                self._asked = False
+            return not self.ended.is_set()
 
     def _send_quietly(self, text: str) -> None:
         # Si el envío falla, la conexión terminó y el hilo lector lo informa.
@@ -374,15 +397,19 @@ class TerminalClient:
         self.on_end = lambda: inbox.put(None)
 
         def read_stdin() -> None:
-            for line in iter(sys.stdin.readline, ""):
-                inbox.put(line.rstrip("\r\n"))
+            try:
+                for line in iter(sys.stdin.readline, ""):
+                    inbox.put(line.rstrip("\r\n"))
+            except (OSError, ValueError):
+                pass  # una entrada que no se puede leer (``nohup``) es como una que terminó
             inbox.put(None)
 
         threading.Thread(target=read_stdin, name="chatlib-terminal-stdin", daemon=True).start()
         reader.start()
         try:
-            while (text := _next_line(inbox)) is not None and self.submit(text, echo=echo):
-                pass
+            while (text := _next_line(inbox)) is not None and self.wait_turn():
+                if not self.submit(text, echo=echo):
+                    break
         except KeyboardInterrupt:
             if not echo:
                 self.show("")  # la terminal dejó "^C" en la línea: la despedida va debajo
@@ -394,8 +421,7 @@ def _next_line(inbox: queue.Queue[str | None]) -> str | None:
     """Espera la próxima línea; ``None`` es fin de la entrada o de la conexión."""
     while True:
         try:
-            # Con plazo: en Windows una espera sin plazo no deja pasar Ctrl-C.
-            return inbox.get(timeout=0.5)
+            return inbox.get(timeout=_WAKE_EVERY)
         except queue.Empty:
             continue
 

@@ -235,10 +235,10 @@ def test_typed_text_and_cursor_survive_200_incoming_lines(
 
 
 def test_no_me_line_is_garbled_in_500_round_trips(
-    spawn: Callable[..., Terminal], ana: ChatClient, server: ChatServer
+    spawn: Callable[..., Terminal], ana: ChatClient, connect: Callable[..., ChatClient]
 ) -> None:
     term = join_beto(spawn, ana)
-    carol = ChatClient.join(server.address, "carol", 0)
+    carol = connect("carol", 0)
     term.wait_row("[SERVER] Client: carol connected!")
     reply = proto.funds_line(5)
     stop = threading.Event()
@@ -266,16 +266,16 @@ def test_no_me_line_is_garbled_in_500_round_trips(
         noise.join()
     term.wait_row(said[-1])
     term.wait_prompt()
-    carol.close()
     rows = term.rows()
-    assert rows[: len(handshake("beto", 5)) + 1] == [
-        *handshake("beto", 5),
-        "[SERVER] Client: carol connected!",
-    ]
-    body = rows[len(handshake("beto", 5)) + 1 : -1]
+    start = [*handshake("beto", 5), "[SERVER] Client: carol connected!"]
+    assert rows[: len(start)] == start
+    body = rows[len(start) : -1]
     # Cada fila es una línea entera de alguien; lo propio alterna con su respuesta, en orden.
-    mine = [row for row in body if not row.startswith("carol: ")]
-    assert mine == ["Me: :funds", reply, "Me: :~) hola"] * 250
+    assert [row for row in body if not row.startswith("carol: ")] == [
+        "Me: :funds",
+        reply,
+        "Me: :~) hola",
+    ] * 250
     assert [row for row in body if row.startswith("carol: ")] == said
     assert rows[-1] == "Me:"
 
@@ -513,14 +513,10 @@ def test_plain_mode_through_pipes_shows_the_whole_conversation(
     piped: Callable[..., Piped], ana: ChatClient
 ) -> None:
     beto = piped()
-    beto.expect(proto.WELCOME)
-    beto.expect(proto.ASK_IDENTIFIER)
-    beto.send("beto")
-    beto.expect("beto")  # lo leído de la tubería se muestra como si se hubiera escrito
-    beto.expect(proto.ASK_BALANCE)
+    beto.send("beto")  # todo el saludo de una vez, antes de las preguntas, como con echo
     beto.send("3000")
-    beto.expect("3000")
-    beto.expect("[SERVER] Client: The balance of 3000 has been set to your account.")
+    for line in handshake("beto", 3000):  # lo leído de la tubería se muestra como si se escribiera
+        beto.expect(line)
     ana.expect("[SERVER] Client: beto connected!")
     ana.send("Hola!")
     beto.expect("ana: Hola!")
@@ -537,6 +533,19 @@ def test_plain_mode_through_pipes_shows_the_whole_conversation(
     beto.child.sendeof()
     beto.expect(proto.GOODBYE)
     assert beto.exit_status() == 0
+    ana.expect("[SERVER] Client: beto disconnected!")
+
+
+def test_plain_mode_holds_piped_lines_until_the_automatic_answers_are_in(
+    piped: Callable[..., Piped], ana: ChatClient
+) -> None:
+    beto = piped("--name", "beto", "--balance", "7")
+    beto.send(":funds")  # ya está en la tubería antes de que pregunten nada
+    beto.child.sendeof()
+    for line in [*handshake("beto", 7), "Me: :funds", proto.funds_line(7), proto.GOODBYE]:
+        beto.expect(line)
+    assert beto.exit_status() == 0
+    ana.expect("[SERVER] Client: beto connected!")
     ana.expect("[SERVER] Client: beto disconnected!")
 
 
