@@ -19,11 +19,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-
-from prompt_toolkit import PromptSession
-from prompt_toolkit.application import get_app_or_none
+from typing import TYPE_CHECKING
 
 from chatlib import protocol as proto
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
 
 Address = tuple[str, int]
 Pattern = str | re.Pattern[str] | Callable[[str], bool]
@@ -427,7 +428,12 @@ def _next_line(inbox: queue.Queue[str | None]) -> str | None:
 
 
 def open_console() -> PromptSession[str]:
-    """El editor de líneas de ``prompt_toolkit``; falla si la terminal no es una consola que entienda."""
+    """El editor de líneas de ``prompt_toolkit``; falla si la terminal no es una consola que entienda.
+
+    Se importa aquí: ``ChatClient`` (pruebas, cuadernos) no lo necesita.
+    """
+    from prompt_toolkit import PromptSession
+
     return PromptSession(erase_when_done=True)
 
 
@@ -513,6 +519,8 @@ class _ConsoleRun:
 
     def _interrupt(self) -> None:
         """En el bucle: termina el indicador activo, si lo hay; si no, el bucle de arriba ya lo verá."""
+        from prompt_toolkit.application import get_app_or_none
+
         app = get_app_or_none()
         if app is not None and app.is_running and app.future is not None and not app.future.done():
             app.exit(exception=_Interrupted())
@@ -547,6 +555,8 @@ class _ConsoleRun:
         crudo: con el modo cocido de por medio, una tecla pulsada justo entonces
         la mostraría la propia terminal, fuera de lugar.
         """
+        from prompt_toolkit.application import get_app_or_none
+
         app = get_app_or_none()
         output = self.session.output
         # También si el indicador ya se aceptó pero aún no se borra (tecleo adelantado).
