@@ -430,10 +430,14 @@ def _next_line(inbox: queue.Queue[str | None]) -> str | None:
 def open_console() -> PromptSession[str]:
     """El editor de líneas de ``prompt_toolkit``; falla si la terminal no es una consola que entienda.
 
-    Se importa aquí: ``ChatClient`` (pruebas, cuadernos) no lo necesita.
+    Se importa aquí: ``ChatClient`` (pruebas, cuadernos) no lo necesita. Una
+    terminal ``TERM=dumb`` (el shell de Emacs) no sabe borrar el indicador.
     """
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.utils import is_dumb_terminal
 
+    if is_dumb_terminal():
+        raise RuntimeError("TERM=dumb")
     return PromptSession(erase_when_done=True)
 
 

@@ -48,7 +48,12 @@ class Terminal:
     """Una terminal de 24 filas con el cliente adentro; guarda también lo que se fue por arriba."""
 
     def __init__(
-        self, *args: str, python: list[str] | None = None, ignore_sigint: bool = False, columns: int = 80
+        self,
+        *args: str,
+        python: list[str] | None = None,
+        ignore_sigint: bool = False,
+        columns: int = 80,
+        term: str = "xterm",
     ) -> None:
         self.screen = pyte.HistoryScreen(columns, 24, history=20000)
         self.screen.write_process_input = self._answer_terminal_query
@@ -61,7 +66,7 @@ class Terminal:
             sys.executable,
             [*command, *args],
             cwd=str(ROOT),
-            env={**os.environ, "TERM": "xterm", "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "TERM": term, "PYTHONUNBUFFERED": "1"},
             dimensions=(24, columns),
             preexec_fn=_ignore_sigint if ignore_sigint else None,
         )
@@ -232,6 +237,28 @@ def test_typed_text_and_cursor_survive_200_incoming_lines(
     assert ana.expect(re.compile("^beto: ")) == f"beto: hola {typed}mundo"
     term.wait_for(lambda: term.rows()[-2:] == [expected, "Me:"], "the sent line above a new prompt")
     assert term.rows() == [*handshake("beto", 5), *incoming, expected, "Me:"]
+
+
+def test_a_typed_line_that_wraps_survives_incoming_lines(
+    spawn: Callable[..., Terminal], ana: ChatClient
+) -> None:
+    term = join_beto(spawn, ana)
+    text = "0123456789" * 10  # con el indicador son 104 columnas: dos filas de 80
+    term.send(text + "\x1b[D" * 30)
+    wrapped = [f"Me: {text}"[:80], f"Me: {text}"[80:]]
+    term.wait_for(lambda: term.rows()[-2:] == wrapped and term.cursor_row() == (wrapped[0], 74), "wrapped")
+    incoming = [f"ana: line {i}" for i in range(50)]
+    for line in incoming:
+        ana.send(line.removeprefix("ana: "))
+    term.wait_row(incoming[-1])
+    term.wait_for(lambda: term.rows()[-2:] == wrapped and term.cursor_row() == (wrapped[0], 74), "intact")
+    assert term.rows() == [*handshake("beto", 5), *incoming, *wrapped]
+    term.send("Z\r")
+    sent = text[:70] + "Z" + text[70:]
+    assert ana.expect(re.compile("^beto: ")) == f"beto: {sent}"
+    shown = [f"Me: {sent}"[:80], f"Me: {sent}"[80:]]
+    term.wait_for(lambda: term.rows()[-3:] == [*shown, "Me:"], "the sent line, wrapped, above the prompt")
+    assert term.rows() == [*handshake("beto", 5), *incoming, *shown, "Me:"]
 
 
 def test_no_me_line_is_garbled_in_500_round_trips(
@@ -457,6 +484,17 @@ def test_without_a_usable_console_falls_back_to_plain_lines(
         assert term.rows() == [notice, *handshake("beto", 5), "hola", *echoed, proto.GOODBYE]
     finally:
         term.kill()
+
+
+def test_a_dumb_terminal_gets_plain_lines(spawn: Callable[..., Terminal], ana: ChatClient) -> None:
+    term = spawn("--name", "beto", "--balance", "5", term="dumb", columns=100)
+    term.wait_row(proto.balance_set_line(5))
+    term.send(":funds\r")
+    term.wait_row(proto.funds_line(5))
+    term.send("\x04")
+    assert term.exit_status() == 0
+    notice = "This terminal cannot be used for line editing (TERM=dumb); using plain line mode."
+    assert term.rows() == [notice, *handshake("beto", 5), ":funds", proto.funds_line(5), proto.GOODBYE]
 
 
 class Piped:
