@@ -116,6 +116,24 @@ class Terminal:
             screen = "\n".join(self.rows()[-30:])
             raise AssertionError(f"timed out waiting for {what}; screen:\n{screen}")
 
+    def wait_screen(self, check: Callable[[list[str]], bool], what: str) -> list[str]:
+        """Espera a que las filas cumplan ``check``; las retorna tal como estaban en ese momento.
+
+        Mirar dos veces no sirve: entre una y otra el programa puede estar redibujando el indicador.
+        """
+        seen: list[str] = []
+
+        def holds() -> bool:
+            seen[:] = self.rows()
+            return check(seen)
+
+        self.wait_for(holds, what)
+        return seen
+
+    def wait_rows(self, expected: list[str]) -> None:
+        """Espera a que la pantalla entera sea ``expected``, fila por fila."""
+        self.wait_screen(lambda rows: rows == expected, f"exactly these rows: {expected!r}")
+
     def wait_row(self, row: str, timeout: float = WAIT) -> None:
         self.wait_for(lambda: row in self.rows(), repr(row), timeout)
 
@@ -197,19 +215,21 @@ def test_name_and_balance_transcript_is_the_assignments_example(
     term.wait_prompt()
     # El ejemplo del enunciado (requisito 5), con la pregunta del identificador y su respuesta
     # después de la bienvenida; las respuestas se muestran como si se hubieran escrito.
-    assert term.rows() == [
-        "Welcome to the best chat in the universe!",
-        "[SERVER] Client: What is your identifier?",
-        "ana",
-        "[SERVER] Client: What is your balance?",
-        "50000",
-        "[SERVER] Client: The balance of 50000 has been set to your account.",
-        "Me:",
-    ]
+    term.wait_rows(
+        [
+            "Welcome to the best chat in the universe!",
+            "[SERVER] Client: What is your identifier?",
+            "ana",
+            "[SERVER] Client: What is your balance?",
+            "50000",
+            "[SERVER] Client: The balance of 50000 has been set to your account.",
+            "Me:",
+        ]
+    )
     term.send(":q\r")
     term.wait_row(proto.GOODBYE)
     assert term.exit_status() == 0
-    assert term.rows()[-2:] == ["Me: :q", proto.GOODBYE]
+    assert term.rows() == [*handshake("ana", 50000), "Me: :q", proto.GOODBYE]
 
 
 def test_typed_text_and_cursor_survive_200_incoming_lines(
@@ -232,11 +252,10 @@ def test_typed_text_and_cursor_survive_200_incoming_lines(
         lambda: term.cursor_row() == (expected, len(f"Me: hola {typed}")), "typed text and cursor intact"
     )
     # Cada línea que llegó ocupa su propia fila, entera y en orden, y el indicador sigue abajo.
-    assert term.rows() == [*handshake("beto", 5), *incoming, expected]
+    term.wait_rows([*handshake("beto", 5), *incoming, expected])
     term.send("\r")
     assert ana.expect(re.compile("^beto: ")) == f"beto: hola {typed}mundo"
-    term.wait_for(lambda: term.rows()[-2:] == [expected, "Me:"], "the sent line above a new prompt")
-    assert term.rows() == [*handshake("beto", 5), *incoming, expected, "Me:"]
+    term.wait_rows([*handshake("beto", 5), *incoming, expected, "Me:"])
 
 
 def test_a_typed_line_that_wraps_survives_incoming_lines(
@@ -252,13 +271,12 @@ def test_a_typed_line_that_wraps_survives_incoming_lines(
         ana.send(line.removeprefix("ana: "))
     term.wait_row(incoming[-1])
     term.wait_for(lambda: term.rows()[-2:] == wrapped and term.cursor_row() == (wrapped[0], 74), "intact")
-    assert term.rows() == [*handshake("beto", 5), *incoming, *wrapped]
+    term.wait_rows([*handshake("beto", 5), *incoming, *wrapped])
     term.send("Z\r")
     sent = text[:70] + "Z" + text[70:]
     assert ana.expect(re.compile("^beto: ")) == f"beto: {sent}"
     shown = [f"Me: {sent}"[:80], f"Me: {sent}"[80:]]
-    term.wait_for(lambda: term.rows()[-3:] == [*shown, "Me:"], "the sent line, wrapped, above the prompt")
-    assert term.rows() == [*handshake("beto", 5), *incoming, *shown, "Me:"]
+    term.wait_rows([*handshake("beto", 5), *incoming, *shown, "Me:"])
 
 
 def test_no_me_line_is_garbled_in_500_round_trips(
@@ -291,20 +309,18 @@ def test_no_me_line_is_garbled_in_500_round_trips(
     finally:
         stop.set()
         noise.join()
-    term.wait_row(said[-1])
-    term.wait_prompt()
-    rows = term.rows()
     start = [*handshake("beto", 5), "[SERVER] Client: carol connected!"]
+    mine = ["Me: :funds", reply, "Me: :~) hola"] * 250
+
+    def everything_shown(rows: list[str]) -> bool:
+        return rows[-1:] == ["Me:"] and len(rows) == len(start) + len(mine) + len(said) + 1
+
+    rows = term.wait_screen(everything_shown, "every line of the 500 round trips")
     assert rows[: len(start)] == start
     body = rows[len(start) : -1]
     # Cada fila es una línea entera de alguien; lo propio alterna con su respuesta, en orden.
-    assert [row for row in body if not row.startswith("carol: ")] == [
-        "Me: :funds",
-        reply,
-        "Me: :~) hola",
-    ] * 250
+    assert [row for row in body if not row.startswith("carol: ")] == mine
     assert [row for row in body if row.startswith("carol: ")] == said
-    assert rows[-1] == "Me:"
 
 
 def test_own_emoji_lines_read_as_the_others_see_them(spawn: Callable[..., Terminal], ana: ChatClient) -> None:
