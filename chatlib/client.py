@@ -4,7 +4,9 @@
 ``expect`` espera una línea con un plazo, como un test de miniircd o pexpect.
 ``python -m chatlib.client`` es el programa interactivo: el indicador es
 ``Me: ``, así que lo escrito por el usuario se lee ``Me: texto`` como en el
-enunciado, y las líneas que llegan mientras se escribe no rompen la línea.
+enunciado. En una terminal la línea la edita ``prompt_toolkit`` (Linux, macOS
+y la consola de Windows) y lo que llega se imprime encima sin tocar lo que se
+está escribiendo; con una tubería, o si la terminal no sirve, se leen líneas.
 """
 
 from __future__ import annotations
