@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import queue
 import re
 import signal
@@ -313,10 +314,8 @@ class TerminalClient:
 
     def _send_quietly(self, text: str) -> None:
         # Si el envío falla, la conexión terminó y el hilo lector lo informa.
-        try:
+        with contextlib.suppress(OSError):
             self.send(text)
-        except OSError:
-            pass
 
     def submit(self, text: str, *, echo: bool = True) -> bool:
         """Procesa una línea escrita; ``False`` si el usuario pidió salir con ``:q``.
@@ -350,10 +349,8 @@ class TerminalClient:
         with self._state_lock:
             if not self.ended.is_set():
                 self._hung_up = True
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
     def _print_plain(self, line: str) -> None:
@@ -383,9 +380,7 @@ class TerminalClient:
             if session is None:
                 self._run_plain(reader, echo=not sys.stdin.isatty())
             else:
-                # Se mira antes de asyncio.run, que instala su propio manejador de SIGINT.
-                sigint_ignored = signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-                asyncio.run(_ConsoleRun(self, session, reader, catch_sigint=not sigint_ignored).main())
+                asyncio.run(_ConsoleRun(self, session, reader).main())
         except KeyboardInterrupt:
             pass
         finally:
@@ -423,10 +418,8 @@ class TerminalClient:
 def _next_line(inbox: queue.Queue[str | None]) -> str | None:
     """Espera la próxima línea; ``None`` es fin de la entrada o de la conexión."""
     while True:
-        try:
+        with contextlib.suppress(queue.Empty):
             return inbox.get(timeout=_WAKE_EVERY)
-        except queue.Empty:
-            continue
 
 
 def open_console() -> PromptSession[str]:
@@ -452,16 +445,10 @@ class _ConsoleRun:
     interrumpe el indicador: nadie se envía señales.
     """
 
-    def __init__(
-        self,
-        client: TerminalClient,
-        session: PromptSession[str],
-        reader: threading.Thread,
-        *,
-        catch_sigint: bool,
-    ) -> None:
+    def __init__(self, client: TerminalClient, session: PromptSession[str], reader: threading.Thread) -> None:
         self.client = client
-        self.catch_sigint = catch_sigint
+        # Se mira antes de asyncio.run, que instala su propio manejador; ignorada (nohup) se respeta.
+        self.catch_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
         self.session = session
         self.reader = reader
         self.leave_requested = False
@@ -493,10 +480,8 @@ class _ConsoleRun:
         try:
             await self._prompt_loop()
             if client.start_goodbye():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ended.wait(), GOODBYE_WAIT)
-                except TimeoutError:
-                    pass
         finally:
             client.hang_up()
             await loop.run_in_executor(None, self.reader.join, 1.0)
@@ -532,7 +517,7 @@ class _ConsoleRun:
             app.exit(exception=_Interrupted())
 
     def _catch_sigint(self, loop: asyncio.AbstractEventLoop) -> None:
-        """SIGINT fuera del indicador (``kill -INT``) sale como ``:q``; si venía ignorada, se respeta."""
+        """SIGINT fuera del indicador (``kill -INT``) sale como ``:q``."""
         if sys.platform == "win32" or not self.catch_sigint:
             return
 

@@ -4,8 +4,8 @@
 ``pyte`` interpreta lo que el programa escribe, como lo haría la terminal:
 las pruebas miran la pantalla (filas y cursor), no los bytes. La terminal
 modelada responde a las consultas de posición del cursor (CPR) como xterm.
-Solo POSIX (los pseudo-terminales lo son); el cliente en sí no depende de POSIX.
-El modo de líneas (tuberías) se prueba con ``subprocess``.
+El modo de líneas se prueba con tuberías (``pexpect.popen_spawn``). Solo POSIX:
+los pseudo-terminales lo son; el cliente en sí no depende de POSIX.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chatlib import protocol as proto
@@ -145,9 +146,6 @@ class Terminal:
     def send(self, text: str) -> None:
         self.child.send(text.encode())
 
-    def control(self, key: str) -> None:
-        self.child.sendcontrol(key)
-
     def exit_status(self, timeout: float = WAIT) -> int:
         """Espera a que el programa termine; su código de salida."""
         with self.cond:
@@ -184,8 +182,8 @@ def spawn(server: ChatServer) -> Iterator[Callable[..., Terminal]]:
     terminals: list[Terminal] = []
     host, port = server.address
 
-    def make(*args: str, **options: object) -> Terminal:
-        term = Terminal("--host", host, "--port", str(port), *args, **options)  # type: ignore[arg-type]
+    def make(*args: str, **options: Any) -> Terminal:
+        term = Terminal("--host", host, "--port", str(port), *args, **options)
         terminals.append(term)
         return term
 
@@ -290,7 +288,7 @@ def test_no_me_line_is_garbled_in_500_round_trips(
     said: list[str] = []
 
     def chatter() -> None:
-        # Otro usuario escribe todo el tiempo: sus líneas llegan mientras se dibuja el indicador.
+        # Otro usuario escribe cada 10 ms: sus líneas llegan mientras se dibuja el indicador.
         while not stop.is_set():
             said.append(f"carol: chatter {len(said)}")
             carol.send(said[-1].removeprefix("carol: "))
