@@ -1,26 +1,20 @@
-"""Los programas de terminal: el servidor como proceso y el cliente por tubería y por pseudo-terminal."""
+"""El servidor como proceso: su consola y su salida limpia (el cliente: test_client_terminal.py)."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import queue
 import re
-import select
 import signal
 import subprocess
 import sys
-import termios
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatlib import protocol as proto
 from chatlib.client import ChatClient
-from chatlib.server import SHUTDOWN_NOTICE, ChatServer
+from chatlib.server import SHUTDOWN_NOTICE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,159 +99,3 @@ def test_server_process_exits_cleanly_on_ctrl_c(server_process: tuple[Proc, tupl
     ana.expect(SHUTDOWN_NOTICE)
     assert proc.popen.wait(5) == 0
     ana.close()
-
-
-def test_terminal_client_through_a_pipe(server: ChatServer) -> None:
-    host, port = server.address
-    other = ChatClient.join(server.address, "ana", 0)
-    proc = Proc(
-        "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "3000"
-    )
-    try:
-        proc.expect(proto.WELCOME)
-        proc.expect("[SERVER] Client: The balance of 3000 has been set to your account.")
-        other.expect("[SERVER] Client: beto connected!")
-        other.send("Hola!")
-        proc.expect("ana: Hola!")
-        proc.write(":funds")
-        proc.expect("Me: :funds")
-        proc.expect("[SERVER] Client: You have 3000 dollars.")
-        proc.write(":t - ana - 10000")
-        proc.expect("[SERVER] Client: You don't have sufficient funds for the transaction.")
-        proc.write("uwu")
-        other.expect("beto: uwu")
-        proc.close_stdin()
-        proc.expect("You have been disconnected from the best chat in the universe!")
-        assert proc.popen.wait(5) == 0
-        other.expect("[SERVER] Client: beto disconnected!")
-    finally:
-        proc.kill()
-        other.close()
-
-
-def test_terminal_client_reports_a_lost_server() -> None:
-    srv = ChatServer("127.0.0.1", 0, console=None)
-    host, port = srv.start()
-    proc = Proc(
-        "-m", "chatlib.client", "--host", host, "--port", str(port), "--name", "beto", "--balance", "1"
-    )
-    try:
-        proc.expect("[SERVER] Client: The balance of 1 has been set to your account.")
-        srv.stop()
-        proc.expect(SHUTDOWN_NOTICE)
-        assert proc.popen.wait(5) == 1
-        assert proc.popen.stderr is not None
-        assert "The connection to the server was lost." in proc.popen.stderr.read()
-    finally:
-        proc.kill()
-        srv.stop()
-
-
-def test_terminal_client_cannot_connect() -> None:
-    with ChatServer("127.0.0.1", 0, console=None) as srv:
-        host, port = srv.address
-    result = subprocess.run(
-        [sys.executable, "-m", "chatlib.client", "--host", host, "--port", str(port)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    assert result.returncode == 2
-    assert f"Cannot connect to {host}:{port}" in result.stderr
-
-
-def _read_pty(fd: int, until: bytes, timeout: float = 10) -> bytes:
-    """Lee del pseudo-terminal hasta ver ``until``."""
-    out = b""
-    deadline = time.monotonic() + timeout
-    while until not in out:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"{until!r} not seen in {out!r}")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            try:
-                out += os.read(fd, 4096)
-            except OSError:
-                break
-    return out
-
-
-def _controlling_tty() -> None:
-    """En el hijo: sesión nueva con el pseudo-terminal como terminal de control (Ctrl-C → SIGINT)."""
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-@pytest.fixture
-def tty_client(server: ChatServer) -> Iterator[tuple[int, subprocess.Popen[bytes], ChatClient]]:
-    """El cliente de terminal como "beto" en un pseudo-terminal propio, con "ana" ya en el chat."""
-    host, port = server.address
-    other = ChatClient.join(server.address, "ana", 0)
-    master, slave = pty.openpty()
-    popen = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chatlib.client",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--name",
-            "beto",
-            "--balance",
-            "5",
-        ],
-        cwd=ROOT,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        preexec_fn=_controlling_tty,
-        env={**os.environ, "TERM": "xterm"},
-    )
-    os.close(slave)
-    try:
-        _read_pty(master, b"The balance of 5 has been set to your account.\r\nMe: ")
-        other.expect("[SERVER] Client: beto connected!")
-        yield master, popen, other
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-        popen.wait(5)
-        os.close(master)
-        other.close()
-
-
-def test_terminal_client_leaves_cleanly_on_ctrl_c(
-    tty_client: tuple[int, subprocess.Popen[bytes], ChatClient],
-) -> None:
-    master, popen, other = tty_client
-    os.write(master, b"half typed")
-    _read_pty(master, b"half typed")
-    os.write(master, b"\x03")
-    screen = _read_pty(master, b"You have been disconnected from the best chat in the universe!")
-    # La despedida empieza en una línea nueva, no pegada a lo que se estaba escribiendo.
-    assert screen.startswith(b"\r\nYou have been disconnected")
-    assert popen.wait(5) == 0
-    other.expect("[SERVER] Client: beto disconnected!")
-
-
-def test_terminal_client_keeps_the_typed_line_intact_on_a_tty(
-    tty_client: tuple[int, subprocess.Popen[bytes], ChatClient],
-) -> None:
-    master, popen, other = tty_client
-    os.write(master, b"typing hal")
-    _read_pty(master, b"typing hal")
-    other.send("interrupting!")
-    screen = _read_pty(master, b"Me: typing hal")
-    # La línea en edición se borra, se imprime el mensaje y se redibuja lo escrito.
-    assert b"\r\x1b[Kana: interrupting!\nMe: typing hal" in screen.replace(b"\r\n", b"\n")
-    os.write(master, b"f done\r")
-    other.expect("beto: typing half done")
-    # Ctrl-D solo cuando readline ya volvió a leer (el indicador está dibujado).
-    _read_pty(master, b"\nMe: ")
-    os.write(master, b"\x04")
-    _read_pty(master, b"You have been disconnected from the best chat in the universe!")
-    assert popen.wait(5) == 0
