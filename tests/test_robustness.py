@@ -248,6 +248,9 @@ def test_stop_is_bounded_and_delivers_queued_lines_to_readers(
     count = 400
     for i in range(count):
         sender.send(f"{i} {payload}")
+    # La respuesta a :funds sale después de repartir todo lo anterior: ya está todo en las colas.
+    sender.send(":funds")
+    sender.expect(proto.funds_line(0))
     members = [m for m in srv.members if m.identifier != "sender"]
     wait_until(lambda: all(m.outbox.queued > 0 for m in members), what="every reader to have lines queued")
     stopper = threading.Thread(target=lambda: elapsed.append(timed_stop(srv)))
