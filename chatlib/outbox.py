@@ -25,6 +25,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ STALL_GRACE = 5.0
 HARD_LIMIT_FACTOR = 4
 """Tope absoluto de la cola (múltiplo del límite): nada crece sin cota."""
 WAIT_SLICE = 0.02
+SELECT_LIMIT = 500
+"""Con ``select.select`` (Windows: 512 sockets por llamada) el ``Flusher`` vigila a lo más tantos."""
+SELECT_RETRY = 0.05
 
 
 class Outbox:
@@ -263,7 +267,9 @@ class Flusher:
 
     Solo trabaja en el camino lento. Los registros llegan desde otros hilos por
     una lista protegida y un ``socketpair`` que despierta al selector, porque
-    un ``selector`` no debe modificarse desde varios hilos a la vez.
+    un ``selector`` no debe modificarse desde varios hilos a la vez. Si el
+    selector es ``select()`` (Windows) y ya vigila ``SELECT_LIMIT`` sockets, las
+    colas que sobran esperan en una fila y se reintentan cada ``SELECT_RETRY``.
     """
 
     def __init__(self) -> None:
@@ -274,6 +280,8 @@ class Flusher:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
         self._incoming: list[Outbox] = []
+        self._waiting: deque[Outbox] = deque()
+        self._limit = SELECT_LIMIT if isinstance(self._selector, selectors.SelectSelector) else None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="chatlib-flusher", daemon=True)
 
@@ -312,7 +320,8 @@ class Flusher:
                 incoming, self._incoming = self._incoming, []
             for pending in incoming:
                 self._register(pending)
-            for key, _ in self._selector.select():
+            self._retry_waiting()
+            for key, _ in self._selector.select(SELECT_RETRY if self._waiting else None):
                 if key.data is None:
                     try:
                         while self._wake_r.recv(4096):
@@ -324,8 +333,17 @@ class Flusher:
                 if ready.flush():
                     self._unregister(key.fd)
 
+    def _retry_waiting(self) -> None:
+        for _ in range(len(self._waiting)):
+            outbox = self._waiting.popleft()
+            if not outbox.flush():
+                self._register(outbox)
+
     def _register(self, outbox: Outbox) -> None:
         if outbox.closed:
+            return
+        if self._limit is not None and len(self._selector.get_map()) > self._limit:
+            self._waiting.append(outbox)
             return
         try:
             fd = outbox.fileno()

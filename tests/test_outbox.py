@@ -5,11 +5,13 @@ Camino rápido, cola, límites y control de flujo.
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+from chatlib import outbox as outbox_module
 from chatlib.outbox import HIGH_WATER, LOW_WATER, Flusher, Outbox
 from tests.helpers import wait_until
 
@@ -126,3 +128,27 @@ def test_last_push_seals_and_pause_keeps_order(
     assert outbox.push(b"bye\n", last=True)
     assert not outbox.push(b"late\n")
     assert read_exactly(b, len(b"first\nsecond\nbye\n")) == b"first\nsecond\nbye\n"
+
+
+def test_flusher_drains_more_queues_than_select_can_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Con ``select()`` (Windows) se vigilan a lo más ``SELECT_LIMIT`` sockets; el resto espera turno."""
+    monkeypatch.setattr(selectors, "DefaultSelector", selectors.SelectSelector)
+    monkeypatch.setattr(outbox_module, "SELECT_LIMIT", 2)
+    flusher = Flusher()
+    flusher.start()
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        sent = []
+        for a, _ in pairs:
+            a.setblocking(False)
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            outbox = Outbox(a, flusher, limit=4 << 20)
+            sent.append(fill(outbox, 256 << 10))
+            assert outbox.queued > 0
+        for (_, b), data in zip(pairs, sent, strict=True):
+            assert read_exactly(b, len(data)) == data
+    finally:
+        flusher.stop()
+        for a, b in pairs:
+            a.close()
+            b.close()
