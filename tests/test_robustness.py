@@ -114,24 +114,25 @@ def test_stop_is_bounded_with_a_handshaking_client_that_never_reads(
 ) -> None:
     """Antes: ``Outbox.push`` bloqueaba con el lock tomado y ``stop()`` tardaba todo el saludo."""
     srv = make_server(handshake_timeout=60)
-    wire = Wire(srv.address, rcvbuf=4096)
+    wire = Wire(srv.address)
     sent = [0]
     done = threading.Event()
 
-    def flood_wrong_identifiers() -> None:
-        chunk = b"no spaces allowed\n" * 4096
+    def send_wrong_identifiers() -> None:
+        # A ritmo de un cliente torpe: 100 líneas por milisegundo, nunca lee las respuestas.
+        chunk = b"bad id\n" * 100
         try:
-            while not done.is_set():
+            while not done.wait(0.001):
                 wire.send(chunk)
                 sent[0] += len(chunk)
         except OSError:
             pass
 
-    flooder = threading.Thread(target=flood_wrong_identifiers, daemon=True)
+    flooder = threading.Thread(target=send_wrong_identifiers, daemon=True)
     flooder.start()
     try:
-        # Cada línea inválida produce dos respuestas que el cliente nunca lee.
-        wait_until(lambda: sent[0] >= 2 << 20, timeout=20, what="the client to send 2 MB of answers")
+        # 256 KiB de identificadores inválidos: unos 4 MB de respuestas sin leer.
+        wait_until(lambda: sent[0] >= 256 << 10, timeout=20, what="the client to send 256 KiB")
         assert timed_stop(srv) < STOP_BOUND
         assert chatlib_threads() == []
     finally:
