@@ -779,9 +779,19 @@ def fairness(
         def on_data(client: Client, data: bytes, now_ns: int) -> None:
             counted[client] = counted.get(client, 0) + len(data)
 
+        gone: set[bytes] = set()
+
+        def on_line(client: Client, line: bytes, now_ns: int) -> None:
+            counted[client] = counted.get(client, 0) + len(line) + 1
+            if line.endswith(b" disconnected!"):
+                gone.add(line.removeprefix(b"[SERVER] Client: ").removesuffix(b" disconnected!"))
+
         join_all(loop, address, [*readers, fast, slow, sender])
         loop.settle(0.3, 30.0)
-        for reader in readers:
+        # Un lector separa líneas para ver los avisos de desconexión: un lector
+        # cortado puede tardar minutos en leer lo que el núcleo ya le tenía.
+        readers[0].on_line = on_line
+        for reader in readers[1:]:
             reader.on_data = on_data
         pad = _pad(line_bytes - 12)
         chunk = "".join(f"f {i:06d} {pad}\n" for i in range(1000)).encode()
@@ -810,8 +820,8 @@ def fairness(
             fast.received / elapsed,
             slow.received / elapsed,
             min(rates) if rates else float("nan"),
-            sum(1 for p in (fast, slow) if p.state == "closed"),
-            len(closed),
+            sum(1 for p in (fast, slow) if p.state == "closed" or p.name.encode() in gone),
+            len(closed) + len({r.name.encode() for r in readers} & gone),
         )
     finally:
         loop.close()

@@ -363,7 +363,8 @@ class Session:
             batch = Batch(self)
             quitting = False
             handled = 0
-            while self._inbox and not quitting:
+            budget = self._line_budget()
+            while self._inbox and not quitting and handled < budget:
                 item = self._inbox.popleft()
                 handled += 1
                 if isinstance(item, proto.ProtocolError):
@@ -378,18 +379,24 @@ class Session:
             if quitting:
                 self._inbox.clear()
                 return "quit"
-            self._throttle(handled)
+            self._tokens -= handled
 
-    def _throttle(self, lines: int) -> None:
-        """``--max-line-rate``: sobre la tasa, el hilo deja de leer y TCP frena al cliente."""
+    def _line_budget(self) -> float:
+        """``--max-line-rate``: cuántas líneas se pueden procesar ahora (espera si ninguna).
+
+        Mientras espera, el hilo no lee su socket y TCP frena al cliente: nada se descarta.
+        """
         rate = self.server.max_line_rate
         if not rate:
-            return
-        now = time.monotonic()
-        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate) - lines
-        self._tokens_at = now
-        if self._tokens < 0 and self.server.stopped_event.wait(-self._tokens / rate):
-            raise ServerStopping
+            return math.inf
+        while True:
+            now = time.monotonic()
+            self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+            if self._tokens >= 1:
+                return self._tokens
+            if self.server.stopped_event.wait((1 - self._tokens) / rate):
+                raise ServerStopping
 
     def on_chat(self, command: proto.Command, batch: Batch) -> bool:
         """Mensaje público que empieza como un emoji (``:smile hola``)."""

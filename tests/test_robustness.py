@@ -541,6 +541,29 @@ def test_a_flooder_is_slowed_and_a_slower_reader_is_never_cut(
     flooder.close()
 
 
+def test_max_line_rate_slows_a_client_down_without_losing_lines(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    """``--max-line-rate`` (apagado por omisión): sobre la tasa el servidor deja de leer, no descarta."""
+    rate = 100
+    srv = make_server(max_line_rate=rate)
+    listener = ChatClient.join(srv.address, "listener", 0)
+    talker = ChatClient.join(srv.address, "talker", 0)
+    listener.expect(proto.connected_line("talker"))
+    count = 3 * rate
+    started = time.monotonic()
+    talker.send_raw("".join(f"line {i}\n" for i in range(count)).encode())
+    listener.expect(f"talker: line {count - 1}", timeout=30)
+    elapsed = time.monotonic() - started
+    assert [line for line in listener.lines if line.startswith("talker: ")] == [
+        f"talker: line {i}" for i in range(count)
+    ]
+    # Una ráfaga de ``rate`` líneas pasa de inmediato; el resto, a ``rate`` por segundo.
+    assert elapsed >= (count - rate) / rate * 0.9
+    listener.close()
+    talker.close()
+
+
 # --- 7. Huecos menores del lado del servidor ---------------------------------------------------
 
 
