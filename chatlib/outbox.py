@@ -37,8 +37,11 @@ HIGH_WATER = 256 << 10
 LOW_WATER = 64 << 10
 MIN_DRAIN_RATE = 16 << 10
 """Bytes/s: un lector que drena al menos esto (unas 300 líneas/s) nunca se corta."""
-PROGRESS_WINDOW = 0.5
-"""Segundos: cada cuánto se juzga el progreso de un destinatario mientras se lo espera."""
+PROGRESS_WINDOW = 2.0
+"""Segundos de espera tras los que se juzga la tasa media de un destinatario que se espera."""
+NO_PROGRESS = 1.5
+"""Segundos sin drenar un byte: el destinatario se detuvo (en loopback el núcleo libera
+espacio a saltos de hasta ~16 KiB, así que un lector de 16 KiB/s avanza al menos cada segundo)."""
 STALL_GRACE = 5.0
 """Segundos sobre el límite, drenando menos de ``MIN_DRAIN_RATE``, antes de cortar."""
 HARD_LIMIT_FACTOR = 4
@@ -142,7 +145,7 @@ class Outbox:
             self._over_since, self._sent_at_over = now, self.sent
         if total > self.limit * HARD_LIMIT_FACTOR:
             return True
-        if self.stalled and now - self._last_progress >= PROGRESS_WINDOW:
+        if self.stalled and now - self._last_progress >= NO_PROGRESS:
             return True  # se detuvo del todo: nadie lo espera y no avanza
         elapsed = now - self._over_since
         return elapsed >= STALL_GRACE and self.sent - self._sent_at_over < MIN_DRAIN_RATE * elapsed
@@ -177,8 +180,8 @@ class Outbox:
         elif self.stalled:
             now = time.monotonic()
             # Un lector que se recupera vuelve a frenar a quien inunda.
-            if now - self._stalled_at >= PROGRESS_WINDOW and (
-                self.sent - self._sent_at_stall >= MIN_DRAIN_RATE * (now - self._stalled_at)
+            if now - self._stalled_at >= NO_PROGRESS and (
+                self.sent - self._sent_at_stall >= MIN_DRAIN_RATE / 2 * (now - self._stalled_at)
             ):
                 self.stalled = False
 
@@ -221,14 +224,14 @@ class Outbox:
         """Control de flujo: espera a que la cola baje del nivel bajo mientras el lector avance.
 
         La llama el hilo del emisor después de repartir su lote, sin locks
-        compartidos: el emisor deja de leer su socket y TCP lo frena. Cada
-        ``PROGRESS_WINDOW`` se mira cuánto drenó el destinatario; si drenó a
-        menos de la mitad de ``MIN_DRAIN_RATE`` queda ``stalled`` y la espera
-        termina (nadie más lo espera). ``should_stop`` corta la espera (cierre
-        del servidor).
+        compartidos: el emisor deja de leer su socket y TCP lo frena. Si el
+        destinatario no drena un byte en ``NO_PROGRESS`` segundos, o tras
+        ``PROGRESS_WINDOW`` drenó a menos de la mitad de ``MIN_DRAIN_RATE``,
+        queda ``stalled`` y la espera termina (nadie más lo espera hasta que
+        vuelva a avanzar). ``should_stop`` corta la espera (cierre del servidor).
         """
         with self._lock:
-            window_start, window_sent = time.monotonic(), self.sent
+            started, sent_at_start = time.monotonic(), self.sent
             while True:
                 if self.closed or len(self._pending) <= self.low_water:
                     return True
@@ -237,12 +240,12 @@ class Outbox:
                 self._drained.wait(WAIT_SLICE)
                 self._flush_locked()
                 now = time.monotonic()
-                if now - window_start >= PROGRESS_WINDOW:
-                    if self.sent - window_sent < MIN_DRAIN_RATE / 2 * (now - window_start):
-                        self.stalled = True
-                        self._stalled_at, self._sent_at_stall = now, self.sent
-                        return False
-                    window_start, window_sent = now, self.sent
+                waited = now - started
+                slow = waited >= PROGRESS_WINDOW and (self.sent - sent_at_start < MIN_DRAIN_RATE / 2 * waited)
+                if slow or now - self._last_progress >= NO_PROGRESS:
+                    self.stalled = True
+                    self._stalled_at, self._sent_at_stall = now, self.sent
+                    return False
 
     def wait_drained(self, timeout: float) -> bool:
         """Espera a que el camino lento se vacíe (por ejemplo antes de un cierre ordenado)."""
