@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_LIMIT = 1 << 20
 # Sobre este nivel de cola el emisor espera (control de flujo); bajo LOW_WATER
 # la espera termina. Para colas chicas se usan fracciones del límite.
-HIGH_WATER = 256 << 10
-LOW_WATER = 64 << 10
+HIGH_WATER = 512 << 10
+LOW_WATER = 256 << 10
 MIN_DRAIN_RATE = 16 << 10
 """Bytes/s: un lector que drena al menos esto (unas 300 líneas/s) nunca se corta."""
 PROGRESS_WINDOW = 2.0
@@ -72,7 +72,7 @@ class Outbox:
         self._flusher = flusher
         self.limit = limit
         self.high_water = min(HIGH_WATER, limit // 2)
-        self.low_water = min(LOW_WATER, self.high_water // 4)
+        self.low_water = min(LOW_WATER, self.high_water // 2)
         self._on_overflow = on_overflow
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
@@ -112,18 +112,17 @@ class Outbox:
             if self.closed or self.sealed:
                 return False
             self.sealed = last
-            if not self.paused:
-                if self._pending:
-                    # Con cola, primero se intenta vaciarla: mide el progreso del lector.
-                    self._flush_locked()
-                if not self._pending:
-                    sent = self._send_now(data)
-                    if sent < 0:
-                        return False
-                    data = data[sent:]
-                    if not data:
-                        return True
-                    schedule = True
+            if not self.paused and not self._pending:
+                sent = self._send_now(data)
+                if sent < 0:
+                    return False
+                data = data[sent:]
+                if not data:
+                    return True
+                schedule = True
+            if len(self._pending) + len(data) > self.limit:
+                # Antes de juzgar al lector se mira cuánto avanzó (un send más, solo aquí).
+                self._flush_locked()
             total = len(self._pending) + len(data)
             if total > self.limit and self._must_cut(total):
                 overflowed = self.overflowed = True
