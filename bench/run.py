@@ -680,6 +680,8 @@ def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
 
     colors = {A: "tab:blue", B: "tab:orange"}
     ns = list(cfg.ns)
+    if not any(r["scenario"] in ("fanout", "latency") for r in rec.rows):
+        return  # con --only sin difusión no hay nada que graficar
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in kinds:
