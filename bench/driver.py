@@ -284,13 +284,15 @@ def join_all(
     address: Address,
     clients: Iterable[Client],
     *,
-    concurrency: int = 64,
+    concurrency: int = 32,
     timeout: float = 60.0,
 ) -> None:
     """Conecta y une a todos los clientes, con a lo sumo ``concurrency`` handshakes en curso.
 
     Limitar la concurrencia evita desbordar la cola de ``listen`` del servidor
-    (un SYN descartado cuesta un segundo de reintento y falsearía los números).
+    (un SYN descartado cuesta un segundo de reintento y falsearía los números)
+    y respeta el cupo de saludos por dirección del servidor con sus valores por
+    omisión (16 respondiendo y 16 esperando turno desde 127.0.0.1).
     """
     waiting = list(clients)
     waiting.reverse()
@@ -708,6 +710,132 @@ def stalled_reader(
             loop.run(lambda: slow.state == "closed", 2.0)
             cut = slow.state == "closed"
         return StallResult(clients, stalled, burst_messages, latency, burst_delivery, burst_seconds, cut)
+    finally:
+        loop.close()
+
+
+# --- escenario: justicia del control de flujo ------------------------------------
+
+
+class PacedClient(Client):
+    """Un lector que lee a lo más ``rate`` bytes/s (su socket deja de leerse al agotar el cupo)."""
+
+    def __init__(self, loop: Loop, name: str, rate: float) -> None:
+        super().__init__(loop, name, rcvbuf=16384)
+        self.rate = rate
+        self.allowance = rate * 0.01
+        self.received = 0
+
+    def refill(self, dt: float) -> None:
+        self.allowance = min(self.rate * 0.05, self.allowance + self.rate * dt)
+        if self.allowance >= 1 and not self.reading and self.state != "closed":
+            self.resume_reading()
+
+    def on_readable(self) -> None:
+        if self.state != "joined":
+            super().on_readable()
+            return
+        try:
+            data = self.sock.recv(max(1, min(RECV_SIZE, int(self.allowance))))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.fail(f"recv: {exc}")
+            return
+        if not data:
+            self.eof = True
+            self.close()
+            return
+        self.received += len(data)
+        self.allowance -= len(data)
+        if self.allowance < 1:
+            self.stop_reading()
+
+
+@dataclass
+class FairnessResult:
+    """Un emisor inunda; dos lectores a ritmo fijo y el resto leyendo a toda velocidad."""
+
+    clients: int
+    seconds: float
+    flood_bytes_per_s: float
+    fast_reader_bytes_per_s: float
+    slow_reader_bytes_per_s: float
+    readers_bytes_per_s_min: float
+    paced_cut: int
+    readers_cut: int
+
+
+def fairness(
+    address: Address,
+    clients: int,
+    *,
+    seconds: float = 10.0,
+    fast_rate: float = 1_000_000,
+    slow_rate: float = 16 * 1024,
+    line_bytes: int = 200,
+) -> FairnessResult:
+    """``clients`` en total: un emisor que inunda, un lector a ``fast_rate``, uno a ``slow_rate``.
+
+    El emisor escribe tan rápido como el servidor lo lee durante ``seconds``;
+    se mide cuánto aceptó el servidor del emisor, cuánto recibió cada lector a
+    ritmo fijo y si el servidor cortó a alguien (no debería: todos leen).
+    """
+    loop = Loop()
+    try:
+        readers = _receivers(loop, clients - 3)
+        fast = PacedClient(loop, "paced_fast", fast_rate)
+        slow = PacedClient(loop, "paced_slow", slow_rate)
+        sender = Client(loop, SENDER)
+        counted: dict[Client, int] = {}
+
+        def on_data(client: Client, data: bytes, now_ns: int) -> None:
+            counted[client] = counted.get(client, 0) + len(data)
+
+        gone: set[bytes] = set()
+
+        def on_line(client: Client, line: bytes, now_ns: int) -> None:
+            counted[client] = counted.get(client, 0) + len(line) + 1
+            if line.endswith(b" disconnected!"):
+                gone.add(line.removeprefix(b"[SERVER] Client: ").removesuffix(b" disconnected!"))
+
+        join_all(loop, address, [*readers, fast, slow, sender])
+        loop.settle(0.3, 30.0)
+        # Un lector separa líneas para ver los avisos de desconexión: un lector
+        # cortado puede tardar minutos en leer lo que el núcleo ya le tenía.
+        readers[0].on_line = on_line
+        for reader in readers[1:]:
+            reader.on_data = on_data
+        pad = _pad(line_bytes - 12)
+        chunk = "".join(f"f {i:06d} {pad}\n" for i in range(1000)).encode()
+        state = {"queued": 0, "last": time.perf_counter()}
+        start = time.perf_counter()
+        end = start + seconds
+
+        def tick(now: float) -> float | None:
+            for paced in (fast, slow):
+                paced.refill(now - state["last"])
+            state["last"] = now
+            if now < end and len(sender.outbuf) < len(chunk) and sender.state == "joined":
+                sender.send(chunk)
+                state["queued"] += len(chunk)
+            return now + 0.005
+
+        loop.run(lambda: time.perf_counter() >= end, seconds + 5.0, tick)
+        elapsed = time.perf_counter() - start
+        accepted = state["queued"] - len(sender.outbuf)
+        closed = [r for r in readers if r.state == "closed"]
+        rates = [counted.get(r, 0) / elapsed for r in readers if r.state != "closed"]
+        return FairnessResult(
+            clients,
+            elapsed,
+            accepted / elapsed,
+            fast.received / elapsed,
+            slow.received / elapsed,
+            min(rates) if rates else float("nan"),
+            sum(1 for p in (fast, slow) if p.state == "closed" or p.name.encode() in gone),
+            len(closed) + len({r.name.encode() for r in readers} & gone),
+        )
     finally:
         loop.close()
 

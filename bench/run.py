@@ -56,6 +56,8 @@ class Config:
     stall_messages: int
     stall_burst_held: int  # llena el kernel del lector colgado sin pasar el límite de cola
     stall_burst_overflow: int  # supera el límite: el servidor debe cortarlo
+    fair_clients: int
+    fair_seconds: float
 
 
 FULL = Config(
@@ -72,6 +74,8 @@ FULL = Config(
     stall_messages=100,
     stall_burst_held=3_400_000,
     stall_burst_overflow=6 << 20,
+    fair_clients=100,
+    fair_seconds=10.0,
 )
 QUICK = Config(
     ns=(10, 100, 1000),
@@ -87,6 +91,8 @@ QUICK = Config(
     stall_messages=40,
     stall_burst_held=3_400_000,
     stall_burst_overflow=6 << 20,
+    fair_clients=100,
+    fair_seconds=4.0,
 )
 
 
@@ -174,6 +180,8 @@ _SHOWN = {
     "transfers_per_s",
     "conserved",
     "cut",
+    "readers_cut",
+    "slow_reader_kib_s",
 }
 
 
@@ -393,6 +401,27 @@ def run_stall(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
             measure(rec, "stall", variant, kind, rep, cfg.stall_clients + 16, body)
 
 
+def run_fairness(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    print(
+        f"flow-control fairness ({cfg.fair_clients} clients: one floods for {cfg.fair_seconds:g} s, "
+        "one reads at 1 MB/s, one at 16 KiB/s)"
+    )
+
+    def body(server: servers.ServerProcess) -> dict[str, Any]:
+        res = driver.fairness(server.address, cfg.fair_clients, seconds=cfg.fair_seconds)
+        return {
+            "flood_kib_s": res.flood_bytes_per_s / 1024,
+            "fast_reader_kib_s": res.fast_reader_bytes_per_s / 1024,
+            "slow_reader_kib_s": res.slow_reader_bytes_per_s / 1024,
+            "readers_min_kib_s": res.readers_bytes_per_s_min / 1024,
+            "paced_cut": res.paced_cut,
+            "readers_cut": res.readers_cut,
+        }
+
+    for rep, kind in alternating(kinds, cfg.repeats):
+        measure(rec, "fairness", str(cfg.fair_clients), kind, rep, cfg.fair_clients + 16, body)
+
+
 # --- informe ------------------------------------------------------------------------------
 
 
@@ -602,6 +631,21 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
                 lost("stall", variant),
             ]
         )
+    stall_rows = rows
+    p = str(cfg.fair_clients)
+    rows = [
+        [metric, *cols("fairness", p, metric, 1)]
+        for metric in (
+            "flood_kib_s",
+            "fast_reader_kib_s",
+            "slow_reader_kib_s",
+            "readers_min_kib_s",
+            "paced_cut",
+            "readers_cut",
+        )
+    ]
+    fairness_rows = rows
+    rows = stall_rows
     table(
         f"Stalled reader among {cfg.stall_clients} clients",
         "`none`: everybody reads. `held`: one client never reads and the burst fills its kernel buffers "
@@ -617,6 +661,16 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
         ],
         rows,
     )
+    if any(r["scenario"] == "fairness" for r in rec.rows):
+        table(
+            f"Flow-control fairness among {cfg.fair_clients} clients",
+            f"One client floods for {cfg.fair_seconds:g} s; one reader reads at 1 MB/s and one at 16 KiB/s, "
+            "the rest as fast as they can. KiB/s the server accepted from the flooder and delivered to "
+            "each paced reader; `paced_cut`/`readers_cut`: readers the server disconnected (should be 0: "
+            "everybody keeps reading).",
+            ["metric", *names],
+            fairness_rows,
+        )
     return out
 
 
@@ -721,6 +775,8 @@ def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
 
     colors = {A: "tab:blue", B: "tab:orange"}
     ns = list(cfg.ns)
+    if not any(r["scenario"] in ("fanout", "latency") for r in rec.rows):
+        return  # con --only sin difusión no hay nada que graficar
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in kinds:
@@ -770,6 +826,7 @@ SCENARIOS: dict[str, Callable[[Recorder, Config, list[str]], None]] = {
     "stall": run_stall,
     "transfers_ok": run_transfers_accepted,
     "memory": run_memory,
+    "fairness": run_fairness,
 }
 
 

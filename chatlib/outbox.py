@@ -1,12 +1,21 @@
 """Entrega de bytes a un cliente sin que un lector lento frene a los demás.
 
-Camino rápido: el hilo que produce el mensaje lo envía él mismo con
-``MSG_DONTWAIT`` mientras el buffer del kernel del destinatario tenga espacio;
-no se despierta ningún hilo por mensaje. Camino lento: si el kernel no acepta
-todo, el resto queda en una cola acotada del destinatario y un único hilo
-escritor (``Flusher``), que vigila con ``selectors`` los sockets con cola, la
-vacía cuando el socket vuelve a aceptar datos. Si la cola supera su límite el
-cliente dejó de leer: se le desconecta en vez de acumular memoria sin fin.
+Todo socket de cliente es no bloqueante durante toda su vida, así que un
+``send`` nunca espera: entrega lo que el núcleo acepta en ese momento, igual
+en Windows, macOS y Linux. Camino rápido: el hilo
+que produce el mensaje lo envía él mismo mientras el buffer del núcleo del
+destinatario tenga espacio; no se despierta ningún hilo por mensaje. Camino
+lento: si el núcleo no acepta todo, el resto queda en una cola acotada del
+destinatario y un único hilo escritor (``Flusher``), que vigila con
+``selectors`` los sockets con cola, la vacía cuando el socket vuelve a aceptar
+datos.
+
+Control de flujo por progreso: quien envía a un destinatario con mucha cola
+espera mientras ese destinatario siga vaciándola (así TCP frena a quien
+inunda, no al que lee); un destinatario que no avanza queda ``stalled`` y nadie
+lo espera. Se corta a quien se detuvo del todo al pasar el límite de la cola,
+y a quien lleva ``STALL_GRACE`` segundos sobre el límite drenando menos de
+``MIN_DRAIN_RATE``; un lector que drena al menos eso no se corta nunca.
 """
 
 from __future__ import annotations
@@ -15,16 +24,32 @@ import logging
 import selectors
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_LIMIT = 1 << 20
-# Sobre este nivel de cola el emisor espera un poco (control de flujo); bajo
-# LOW_WATER la espera termina. Un destinatario que no baja a tiempo queda
-# marcado como atascado y nadie vuelve a esperarlo.
-HIGH_WATER = 256 << 10
-LOW_WATER = 64 << 10
+# Sobre este nivel de cola el emisor espera (control de flujo); bajo LOW_WATER
+# la espera termina. Para colas chicas se usan fracciones del límite.
+HIGH_WATER = 512 << 10
+LOW_WATER = 256 << 10
+MIN_DRAIN_RATE = 16 << 10
+"""Bytes/s: un lector que drena al menos esto (unas 300 líneas/s) nunca se corta."""
+PROGRESS_WINDOW = 2.0
+"""Segundos de espera tras los que se juzga la tasa media de un destinatario que se espera."""
+NO_PROGRESS = 1.5
+"""Segundos sin drenar un byte: el destinatario se detuvo (en loopback el núcleo libera
+espacio a saltos de hasta ~16 KiB, así que un lector de 16 KiB/s avanza al menos cada segundo)."""
+STALL_GRACE = 5.0
+"""Segundos sobre el límite, drenando menos de ``MIN_DRAIN_RATE``, antes de cortar."""
+HARD_LIMIT_FACTOR = 4
+"""Tope absoluto de la cola (múltiplo del límite): nada crece sin cota."""
+WAIT_SLICE = 0.02
+SELECT_LIMIT = 500
+"""Con ``select.select`` (Windows: 512 sockets por llamada) el ``Flusher`` vigila a lo más tantos."""
+SELECT_RETRY = 0.05
 
 
 class Outbox:
@@ -32,7 +57,8 @@ class Outbox:
 
     El lock es propio de este destinatario (nunca uno global), así que enviar
     con él tomado solo ordena a quienes escriben a este mismo cliente, que es
-    justamente lo necesario para que sus líneas no se mezclen.
+    justamente lo necesario para que sus líneas no se mezclen. ``sock`` debe
+    ser no bloqueante: así nadie espera el lock más que lo que dura un ``send``.
     """
 
     def __init__(
@@ -45,10 +71,18 @@ class Outbox:
         self._sock = sock
         self._flusher = flusher
         self.limit = limit
+        self.high_water = min(HIGH_WATER, limit // 2)
+        self.low_water = min(LOW_WATER, self.high_water // 2)
         self._on_overflow = on_overflow
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending = bytearray()
+        self.sent = 0
+        self._last_progress = time.monotonic()
+        self._over_since: float | None = None
+        self._sent_at_over = 0
+        self._stalled_at = 0.0
+        self._sent_at_stall = 0
         self.closed = False
         self.sealed = False
         self.paused = False
@@ -78,7 +112,7 @@ class Outbox:
             if self.closed or self.sealed:
                 return False
             self.sealed = last
-            if not self._pending and not self.paused:
+            if not self.paused and not self._pending:
                 sent = self._send_now(data)
                 if sent < 0:
                     return False
@@ -87,6 +121,10 @@ class Outbox:
                     return True
                 schedule = True
             if len(self._pending) + len(data) > self.limit:
+                # Antes de juzgar al lector se mira cuánto avanzó (un send más, solo aquí).
+                self._flush_locked()
+            total = len(self._pending) + len(data)
+            if total > self.limit and self._must_cut(total):
                 overflowed = self.overflowed = True
                 self._close_locked(f"stopped reading (more than {self.limit} bytes queued)")
             else:
@@ -99,20 +137,63 @@ class Outbox:
             self._flusher.schedule(self)
         return True
 
-    def _send_now(self, data: bytes) -> int:
-        """Un ``send`` no bloqueante; -1 si el socket murió (y se cierra el buffer)."""
+    def _must_cut(self, total: int) -> bool:
+        """¿Se corta a este lector ahora que su cola pasaría el límite?"""
+        now = time.monotonic()
+        if self._over_since is None:
+            self._over_since, self._sent_at_over = now, self.sent
+        if total > self.limit * HARD_LIMIT_FACTOR:
+            return True
+        if self.stalled and now - self._last_progress >= NO_PROGRESS:
+            return True  # se detuvo del todo: nadie lo espera y no avanza
+        elapsed = now - self._over_since
+        return elapsed >= STALL_GRACE and self.sent - self._sent_at_over < MIN_DRAIN_RATE * elapsed
+
+    def _send_now(self, data: bytes | bytearray) -> int:
+        """Un ``send`` sobre el socket no bloqueante; -1 si el socket murió (y se cierra el buffer)."""
         try:
-            return self._sock.send(data, socket.MSG_DONTWAIT)
+            sent = self._sock.send(data)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as exc:
             self._close_locked(f"send failed ({exc.strerror or exc})")
             return -1
+        if sent:
+            self.sent += sent
+            self._last_progress = time.monotonic()
+        return sent
+
+    def _flush_locked(self) -> None:
+        """Envía lo que el núcleo acepte de la cola y actualiza el estado del lector."""
+        if self._pending and not self.paused:
+            sent = self._send_now(self._pending)
+            if sent < 0:
+                return
+            del self._pending[:sent]
+        size = len(self._pending)
+        if size <= self.limit:
+            self._over_since = None
+        if size <= self.low_water:
+            self.stalled = False
+            self._drained.notify_all()
+        elif self.stalled:
+            now = time.monotonic()
+            # Un lector que se recupera vuelve a frenar a quien inunda.
+            if now - self._stalled_at >= NO_PROGRESS and (
+                self.sent - self._sent_at_stall >= MIN_DRAIN_RATE / 2 * (now - self._stalled_at)
+            ):
+                self.stalled = False
 
     def pause(self) -> None:
         """Retiene todo lo que llegue (en orden) hasta ``resume``; nada sale mientras tanto."""
         with self._lock:
             self.paused = True
+
+    def discard_held(self) -> None:
+        """Descarta lo retenido por ``pause`` (nada de eso salió todavía)."""
+        with self._lock:
+            if self.paused:
+                self._pending.clear()
 
     def resume(self) -> None:
         """Libera lo retenido: primero lo más antiguo, sin bloquear."""
@@ -120,10 +201,7 @@ class Outbox:
             self.paused = False
             if self.closed or not self._pending:
                 return
-            sent = self._send_now(bytes(self._pending))
-            if sent < 0:
-                return
-            del self._pending[:sent]
+            self._flush_locked()
             if not self._pending:
                 return
         self._flusher.schedule(self)
@@ -133,42 +211,45 @@ class Outbox:
         with self._lock:
             if self.closed:
                 return True
-            if self._pending and not self.paused:
-                sent = self._send_now(bytes(self._pending))
-                if sent < 0:
-                    return True
-                del self._pending[:sent]
-            if len(self._pending) <= LOW_WATER:
-                self._drained.notify_all()
-            if not self._pending:
-                self.stalled = False
-                return True
-            return False
+            self._flush_locked()
+            return not self._pending
 
     @property
     def congested(self) -> bool:
-        """Cola sobre ``HIGH_WATER`` y el destinatario aún no se declaró atascado."""
-        return not self.stalled and len(self._pending) > HIGH_WATER
+        """Cola sobre el nivel alto y el destinatario no se declaró atascado."""
+        return not self.stalled and len(self._pending) > self.high_water
 
-    def wait_for_room(self, timeout: float) -> bool:
-        """Control de flujo: espera a que la cola baje de ``LOW_WATER``.
+    def wait_for_room(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Control de flujo: espera a que la cola baje del nivel bajo mientras el lector avance.
 
         La llama el hilo del emisor después de repartir su lote, sin locks
-        compartidos: el emisor que inunda deja de leer su socket un momento y
-        TCP lo frena, en vez de acumular megabytes para un lector que va algo
-        lento. Si el plazo vence, el destinatario queda ``stalled``: no se le
-        vuelve a esperar y, si no lee, el límite de la cola lo desconecta.
+        compartidos: el emisor deja de leer su socket y TCP lo frena. Si el
+        destinatario no drena un byte en ``NO_PROGRESS`` segundos, o tras
+        ``PROGRESS_WINDOW`` drenó a menos de la mitad de ``MIN_DRAIN_RATE``,
+        queda ``stalled`` y la espera termina (nadie más lo espera hasta que
+        vuelva a avanzar). ``should_stop`` corta la espera (cierre del servidor).
         """
         with self._lock:
-            ok = self._drained.wait_for(lambda: self.closed or len(self._pending) <= LOW_WATER, timeout)
-            if not ok:
-                self.stalled = True
-            return ok
+            started, sent_at_start = time.monotonic(), self.sent
+            while True:
+                if self.closed or len(self._pending) <= self.low_water:
+                    return True
+                if self.stalled or should_stop():
+                    return False
+                self._drained.wait(WAIT_SLICE)
+                self._flush_locked()
+                now = time.monotonic()
+                waited = now - started
+                slow = waited >= PROGRESS_WINDOW and (self.sent - sent_at_start < MIN_DRAIN_RATE / 2 * waited)
+                if slow or now - self._last_progress >= NO_PROGRESS:
+                    self.stalled = True
+                    self._stalled_at, self._sent_at_stall = now, self.sent
+                    return False
 
     def wait_drained(self, timeout: float) -> bool:
         """Espera a que el camino lento se vacíe (por ejemplo antes de un cierre ordenado)."""
         with self._lock:
-            return self._drained.wait_for(lambda: self.closed or not self._pending, timeout)
+            return self._drained.wait_for(lambda: self.closed or not self._pending, max(0.0, timeout))
 
     def close(self, reason: str = "closed") -> None:
         """Deja de aceptar datos; después de esto nadie vuelve a usar el socket."""
@@ -188,7 +269,9 @@ class Flusher:
 
     Solo trabaja en el camino lento. Los registros llegan desde otros hilos por
     una lista protegida y un ``socketpair`` que despierta al selector, porque
-    un ``selector`` no debe modificarse desde varios hilos a la vez.
+    un ``selector`` no debe modificarse desde varios hilos a la vez. Si el
+    selector es ``select()`` (Windows) y ya vigila ``SELECT_LIMIT`` sockets, las
+    colas que sobran esperan en una fila y se reintentan cada ``SELECT_RETRY``.
     """
 
     def __init__(self) -> None:
@@ -199,6 +282,8 @@ class Flusher:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
         self._incoming: list[Outbox] = []
+        self._waiting: deque[Outbox] = deque()
+        self._limit = SELECT_LIMIT if isinstance(self._selector, selectors.SelectSelector) else None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="chatlib-flusher", daemon=True)
 
@@ -237,7 +322,8 @@ class Flusher:
                 incoming, self._incoming = self._incoming, []
             for pending in incoming:
                 self._register(pending)
-            for key, _ in self._selector.select():
+            self._retry_waiting()
+            for key, _ in self._selector.select(SELECT_RETRY if self._waiting else None):
                 if key.data is None:
                     try:
                         while self._wake_r.recv(4096):
@@ -249,8 +335,17 @@ class Flusher:
                 if ready.flush():
                     self._unregister(key.fd)
 
+    def _retry_waiting(self) -> None:
+        for _ in range(len(self._waiting)):
+            outbox = self._waiting.popleft()
+            if not outbox.flush():
+                self._register(outbox)
+
     def _register(self, outbox: Outbox) -> None:
         if outbox.closed:
+            return
+        if self._limit is not None and len(self._selector.get_map()) > self._limit:
+            self._waiting.append(outbox)
             return
         try:
             fd = outbox.fileno()

@@ -5,6 +5,12 @@ saludar, pedir identificador, pedir saldo, unirse, conversar y despedirse.
 El servidor es un objeto sin estado global: se puede iniciar y detener muchas
 veces en el mismo proceso (las pruebas y los notebooks lo hacen).
 
+Cada socket aceptado es no bloqueante durante toda su vida: el hilo de la
+sesión espera datos con ``poll`` (o ``select`` donde no existe, en Windows)
+sobre su único socket y con un plazo, y todo envío es un ``send`` que nunca
+espera. Así funciona igual en Windows, macOS y Linux, y ``stop()`` termina a
+tiempo haga lo que haga cada cliente.
+
 Uso::
 
     python -m chatlib.server --host 127.0.0.1 --port 5000
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import selectors
+import math
+import os
+import select
 import signal
 import socket
 import sys
@@ -26,20 +34,83 @@ from types import FrameType
 
 from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds, UnknownAccount
+from chatlib.console import ConsoleWriter, RateLimitedLog, write_line
 from chatlib.outbox import DEFAULT_QUEUE_LIMIT, Flusher, Outbox
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 RECV_SIZE = 65536
-BACKPRESSURE_WAIT = 0.2
+STOP_TIMEOUT = 1.5
+"""Segundos que ``stop()`` da a los clientes para recibir lo pendiente y el aviso de cierre."""
+CLOSE_LINGER = 0.5
+"""Segundos que una sesión que termina espera para vaciar su cola y leer el FIN del cliente."""
+SELECT_CAP = 0.5
+"""Sin ``poll`` (Windows) la espera se corta cada tanto para ver si la sesión fue cortada."""
+ACCEPT_BACKOFF = 0.05
+DEFAULT_MAX_HANDSHAKES = 64
+DEFAULT_MAX_HANDSHAKES_PER_IP = 16
+DEFAULT_CONSOLE_HISTORY = 1000
+NEWLINE_HINT_AFTER = 2.0
 SHUTDOWN_NOTICE = proto.server_line("The server is shutting down. Goodbye!")
 HANDSHAKE_TIMEOUT_NOTICE = proto.server_line("You took too long to answer. Goodbye!")
+NEWLINE_NOTICE = proto.server_line("Lines must end with a newline (\\n).")
+EMPTY_PRIVATE_NOTICE = proto.server_line("Your private message is empty and was not sent.")
+BUSY_ADDRESS_NOTICE = proto.server_line(
+    "Too many connections from your address are still joining. Please try again later."
+)
+BUSY_NOTICE = proto.server_line("Too many people are joining right now. Please try again later.")
+FAILED_NOTICE = proto.server_line("The server could not start your session. Please try again later.")
+
+
+def full_notice(max_clients: int) -> str:
+    """Aviso de chat lleno."""
+    return proto.server_line(f"The chat is full ({max_clients} users). Please try again later.")
 
 
 def _encode(lines: Iterable[str]) -> bytes:
     """Codifica varias líneas de una vez: un solo ``send`` por lote."""
     return "".join(line + "\n" for line in lines).encode(proto.ENCODING)
+
+
+class ServerStopping(Exception):
+    """El servidor se está deteniendo: la sesión termina sin esperar más al cliente."""
+
+
+class Waiter:
+    """Espera a que un socket tenga algo que leer, con plazo, sin crear descriptores.
+
+    Con ``select.poll`` (Linux, macOS) no importa el número del descriptor (hay
+    más de 1024 con mil clientes); sin él (Windows) se usa ``select.select``
+    con solo estos dos sockets. ``wake`` es el despertador del servidor: un
+    ``socketpair`` compartido en el que ``stop()`` escribe un byte que nadie lee,
+    así que despierta a todas las sesiones a la vez y para siempre.
+    """
+
+    def __init__(self, sock: socket.socket, wake: socket.socket | None) -> None:
+        self._sock = sock
+        self._wake = wake
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        if self._poll is not None:
+            self._poll.register(sock, select.POLLIN)
+            if wake is not None:
+                self._poll.register(wake, select.POLLIN)
+
+    def ignore_wake(self) -> None:
+        """Desde aquí solo se espera al socket (el cierre ordenado, ya con el despertador sonando)."""
+        if self._poll is not None and self._wake is not None:
+            self._poll.unregister(self._wake)
+        self._wake = None
+
+    def wait(self, timeout: float | None) -> bool:
+        """``True`` si hay algo que leer (o sonó el despertador); ``False`` al vencer el plazo."""
+        if self._poll is not None:
+            ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
+            return bool(self._poll.poll(ms))
+        fds = [self._sock] if self._wake is None else [self._sock, self._wake]
+        cap = SELECT_CAP if timeout is None else min(timeout, SELECT_CAP)
+        ready, _, _ = select.select(fds, [], [], max(0.0, cap))
+        return bool(ready)
 
 
 class Batch:
@@ -70,9 +141,10 @@ class Batch:
         """Entrega el lote; nunca con un lock compartido tomado.
 
         Primero se entrega a todos y solo después, si algún destinatario quedó
-        con mucha cola, el emisor espera (a lo más ``BACKPRESSURE_WAIT`` en
-        total) antes de leer más: así nadie recibe tarde este lote por culpa
-        de otro, y quien inunda el chat es frenado por TCP.
+        con mucha cola, el emisor espera, mientras ese destinatario siga
+        avanzando, antes de leer más: así nadie recibe tarde este lote por
+        culpa de otro, y quien inunda el chat es frenado por TCP en vez de
+        hacer cortar a quien lee más lento.
         """
         if not self._ops:
             return
@@ -95,25 +167,36 @@ class Batch:
             if target.outbox.congested:
                 congested.append(target)
         self._ops.clear()
-        deadline = time.monotonic() + BACKPRESSURE_WAIT
+        server = self.sender.server
         for member in congested:
-            member.outbox.wait_for_room(max(0.0, deadline - time.monotonic()))
+            member.outbox.wait_for_room(lambda: server.stopping)
 
 
 class Session:
     """Una conexión y su hilo: el estado de un cliente desde que llega hasta que se va."""
 
-    def __init__(self, server: ChatServer, sock: socket.socket, peer: Address) -> None:
+    def __init__(self, server: ChatServer, sock: socket.socket, peer: Address, accepted_at: float) -> None:
         self.server = server
         self.sock = sock
         self.peer = peer
+        # El plazo del saludo es absoluto desde accept(): goteando bytes no se alarga.
+        self.deadline = accepted_at + server.handshake_timeout
         self.identifier: str | None = None
-        self.funded = False
+        # Clave de la cuenta en el banco: propia de esta sesión mientras alguien
+        # pueda referirse a ella (ver ChatServer.open_account).
+        self.account: str | None = None
         self.balance_line = ""
         self.joined = False
+        self.in_handshake = False
+        self.has_turn = False
         self.outbox = Outbox(sock, server.flusher, server.queue_limit, self._overflowed)
         self._framer = proto.LineBuffer()
         self._inbox: deque[str | proto.ProtocolError] = deque()
+        self._waiter = Waiter(sock, server.wake_socket)
+        self._partial_since: float | None = None
+        self._hinted = False
+        self._tokens = float(server.max_line_rate)
+        self._tokens_at = accepted_at
         self.thread = threading.Thread(
             target=self.run, name=f"chatlib-client-{peer[0]}:{peer[1]}", daemon=True
         )
@@ -123,14 +206,15 @@ class Session:
         reason = "connection closed"
         try:
             self.send_lines(proto.WELCOME)
-            self.sock.settimeout(self.server.handshake_timeout)
+            self.server.wait_turn(self)
             if self.identify() and self.fund():
-                self.sock.settimeout(None)
-                self.join()
-                reason = self.chat()
+                self.server.end_handshake(self)
+                reason = self.chat() if self.join() else "the chat is full"
         except TimeoutError:
             self.send_lines(HANDSHAKE_TIMEOUT_NOTICE, last=True)
             reason = "handshake timed out"
+        except ServerStopping:
+            reason = "server stopping"
         except OSError as exc:
             reason = f"connection error ({exc.strerror or exc})"
         except Exception:
@@ -148,10 +232,7 @@ class Session:
         self.outbox.push(data)
 
     def _overflowed(self, outbox: Outbox) -> None:
-        """El cliente dejó de leer: se le corta para que su hilo lo despida."""
-        self._shutdown_socket()
-
-    def _shutdown_socket(self) -> None:
+        """El cliente dejó de leer: se le corta; su hilo despierta y lo despide."""
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -161,25 +242,56 @@ class Session:
         """Hace una pregunta del saludo y retorna la respuesta; ``None`` si el cliente se fue.
 
         Los errores de encuadre (línea muy larga, UTF-8 inválido) se explican y
-        se vuelve a preguntar.
+        se vuelve a preguntar. Todo el saludo vence en ``self.deadline``.
         """
         while True:
             self.send_lines(question)
             while not self._inbox:
-                if not self._receive():
+                if not self._receive(self.deadline):
                     return None
             line = self._inbox.popleft()
             if isinstance(line, str):
                 return line
             self.send_lines(proto.server_line(str(line)))
 
-    def _receive(self) -> bool:
-        """Un ``recv`` bloqueante; agrega lo recibido a la bandeja. ``False`` en EOF."""
-        data = self.sock.recv(RECV_SIZE)
-        if not data:
-            return False
-        self._inbox.extend(self._framer.feed(data))
-        return True
+    def _receive(self, deadline: float | None) -> bool:
+        """Espera datos (a lo más hasta ``deadline``) y los agrega a la bandeja; ``False`` en EOF.
+
+        Lanza ``TimeoutError`` al vencer el plazo y ``ServerStopping`` si el
+        servidor se detiene. Si una línea sin terminar lleva
+        ``newline_hint_after`` segundos esperando su ``\\n``, se avisa una vez.
+        """
+        while True:
+            if self.server.stopping:
+                raise ServerStopping
+            if self.outbox.closed:
+                return False
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError
+            until = deadline
+            if self._partial_since is not None and not self._hinted:
+                hint_at = self._partial_since + self.server.newline_hint_after
+                if now >= hint_at:
+                    self._hinted = True
+                    self.send_lines(NEWLINE_NOTICE)
+                    continue
+                until = hint_at if until is None else min(until, hint_at)
+            if not self._waiter.wait(None if until is None else until - now):
+                continue
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            if not data:
+                return False
+            items = self._framer.feed(data)
+            self._inbox.extend(items)
+            if not self._framer.pending:
+                self._partial_since = None
+            elif items or self._partial_since is None:
+                self._partial_since = now
+            return True
 
     def identify(self) -> bool:
         """Pregunta el identificador hasta que sea válido y único."""
@@ -205,7 +317,7 @@ class Session:
             )
 
     def fund(self) -> bool:
-        """Pregunta el saldo inicial hasta recibir un entero válido y abre la cuenta."""
+        """Pregunta el saldo inicial hasta recibir un entero válido y abre la cuenta de esta sesión."""
         while True:
             line = self.ask(proto.ASK_BALANCE)
             if line is None:
@@ -215,39 +327,46 @@ class Session:
             except proto.ProtocolError as exc:
                 self.send_lines(proto.server_line(str(exc)))
                 continue
-            assert self.identifier is not None
-            self.server.bank.open(self.identifier, balance)
-            self.funded = True
+            self.server.open_account(self, balance)
             self.balance_line = proto.balance_set_line(balance)
             return True
 
-    def join(self) -> None:
+    def join(self) -> bool:
         """Hace visible al usuario: consola, lista de miembros y aviso a los demás.
 
         La confirmación del saldo queda retenida hasta que el usuario ya es
         miembro: cuando el cliente la lee, los demás ya pueden escribirle o
         transferirle, y lo que le envíen mientras tanto llega después de ella.
+        ``False`` si el chat se llenó mientras respondía el saludo.
         """
         assert self.identifier is not None
         self.outbox.pause()
         self.send_lines(self.balance_line)
-        self.server.add_member(self)
+        if not self.server.add_member(self):
+            self.outbox.discard_held()
+            self.outbox.resume()
+            self.send_lines(full_notice(self.server.max_clients), last=True)
+            return False
         line = proto.connected_line(self.identifier)
         self.server.console(line)
         self.outbox.resume()
         batch = Batch(self)
         batch.broadcast(line)
         batch.flush(self.server.members)
+        return True
 
     def chat(self) -> str:
         """Bucle principal: procesa por lotes todo lo que trae cada ``recv``."""
         while True:
-            if not self._inbox and not self._receive():
+            if not self._inbox and not self._receive(None):
                 return "connection closed by client"
             batch = Batch(self)
             quitting = False
-            while self._inbox and not quitting:
+            handled = 0
+            budget = self._line_budget()
+            while self._inbox and not quitting and handled < budget:
                 item = self._inbox.popleft()
+                handled += 1
                 if isinstance(item, proto.ProtocolError):
                     batch.reply(proto.server_line(str(item)))
                     continue
@@ -260,6 +379,24 @@ class Session:
             if quitting:
                 self._inbox.clear()
                 return "quit"
+            self._tokens -= handled
+
+    def _line_budget(self) -> float:
+        """``--max-line-rate``: cuántas líneas se pueden procesar ahora (espera si ninguna).
+
+        Mientras espera, el hilo no lee su socket y TCP frena al cliente: nada se descarta.
+        """
+        rate = self.server.max_line_rate
+        if not rate:
+            return math.inf
+        while True:
+            now = time.monotonic()
+            self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+            if self._tokens >= 1:
+                return self._tokens
+            if self.server.stopped_event.wait((1 - self._tokens) / rate):
+                raise ServerStopping
 
     def on_chat(self, command: proto.Command, batch: Batch) -> bool:
         """Mensaje público que empieza como un emoji (``:smile hola``)."""
@@ -283,13 +420,16 @@ class Session:
         return True
 
     def on_private(self, command: proto.Command, batch: Batch) -> bool:
-        """``:p - <id> - <mensaje>``: solo lo ve el destinatario."""
+        """``:p - <id> - <mensaje>``: solo lo ve el destinatario; vacío tras sanear, no se envía."""
         target_name, text = command.args
         target = self.server.find_member(target_name)
         if target is None:
             batch.reply(self._no_such_user(target_name))
             return False
         text = proto.render_emojis(proto.sanitize(text)).strip()
+        if not text:
+            batch.reply(EMPTY_PRIVATE_NOTICE)
+            return False
         assert self.identifier is not None
         batch.to(target, proto.private_line(self.identifier, text))
         return False
@@ -302,14 +442,19 @@ class Session:
 
     def on_funds(self, command: proto.Command, batch: Batch) -> bool:
         """``:funds``: saldo actual, solo para quien pregunta."""
-        assert self.identifier is not None
-        batch.reply(proto.funds_line(self.server.bank.balance(self.identifier)))
+        assert self.account is not None
+        batch.reply(proto.funds_line(self.server.bank.balance(self.account)))
         return False
 
     def on_transfer(self, command: proto.Command, batch: Batch) -> bool:
-        """``:t - <id> - <monto>``: transferencia atómica en el banco."""
+        """``:t - <id> - <monto>``: transferencia atómica entre las cuentas de dos sesiones.
+
+        El destinatario se resuelve una sola vez a una sesión y se transfiere a
+        la cuenta de esa sesión: si se fue entretanto, su cuenta ya no existe y
+        el dinero no llega a nadie más, aunque otro tome su nombre.
+        """
         target_name, amount_text = command.args
-        assert self.identifier is not None
+        assert self.identifier is not None and self.account is not None
         try:
             amount = proto.parse_amount(amount_text, allow_zero=False)
         except proto.ProtocolError as exc:
@@ -318,12 +463,14 @@ class Session:
         if proto.identifier_key(target_name) == proto.identifier_key(self.identifier):
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
             return False
-        target = self.server.find_member(target_name)
-        if target is None or target.identifier is None:
+        held = self.server.hold_account(target_name)
+        if held is None:
             batch.reply(self._no_such_user(target_name))
             return False
+        target, account = held
+        assert target.identifier is not None
         try:
-            remaining = self.server.bank.transfer(self.identifier, target.identifier, amount)
+            remaining = self.server.bank.transfer(self.account, account, amount)
         except InsufficientFunds:
             batch.reply(proto.INSUFFICIENT_FUNDS)
         except UnknownAccount:
@@ -333,6 +480,8 @@ class Session:
         else:
             batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
             batch.to(target, proto.transfer_received_line(self.identifier, amount))
+        finally:
+            self.server.unhold_account(account)
         return False
 
     def on_help(self, command: proto.Command, batch: Batch) -> bool:
@@ -345,13 +494,12 @@ class Session:
         return proto.server_line(f"There is no connected user called '{proto.sanitize(name)}'.")
 
     def leave(self, reason: str) -> None:
-        """Despedida y limpieza; se ejecuta siempre, termine como termine la conexión."""
-        was_member = self.server.remove_session(self)
-        if reason == "quit":
-            self.send_lines(proto.GOODBYE, last=True)
-        if self.funded and self.identifier is not None:
-            balance = self.server.bank.close(self.identifier)
-            log.debug("%s's account closed with %d dollars", self.identifier, balance)
+        """Despedida y limpieza; se ejecuta siempre, termine como termine la conexión.
+
+        Nombre, membresía y cuenta se liberan en un paso (``ChatServer.release``):
+        quien vuelva con el mismo nombre apenas reciba la despedida siempre puede entrar.
+        """
+        was_member = self.server.release(self)
         if was_member and self.identifier is not None:
             line = proto.disconnected_line(self.identifier)
             self.server.console(line)
@@ -363,19 +511,39 @@ class Session:
                 batch = Batch(self)
                 batch.broadcast(line)
                 batch.flush(self.server.members)
-        self._close_gracefully()
+        if reason == "quit":
+            self.send_lines(proto.GOODBYE, last=True)
+        elif reason == "server stopping":
+            # stop() también lo encola; el primero sella la cola y no hay duplicado.
+            self.send_lines(SHUTDOWN_NOTICE, last=True)
+        try:
+            self._close_gracefully()
+        finally:
+            self.server.forget(self)
 
     def _close_gracefully(self) -> None:
-        """Cierre ordenado: vaciar la cola, enviar FIN y cerrar sin perder la despedida."""
-        self.outbox.wait_drained(0.5)
+        """Cierre ordenado: vaciar la cola, enviar FIN y cerrar sin perder la despedida.
+
+        Al detener el servidor se espera hasta casi el plazo de ``stop()``: quien
+        lea a tiempo recibe todo lo que tenía en cola y el aviso de cierre.
+        """
+        now = time.monotonic()
+        deadline = now + CLOSE_LINGER
+        if self.server.stopping:
+            deadline = max(now, self.server.stop_deadline - 0.1)
+        self.outbox.wait_drained(deadline - now)
         self.outbox.close()
+        self._waiter.ignore_wake()
         try:
             self.sock.shutdown(socket.SHUT_WR)
             # Leer lo que quede evita un RST que podría borrar la despedida en el cliente.
-            self.sock.settimeout(0.2)
-            deadline = time.monotonic() + 0.5
-            while time.monotonic() < deadline and self.sock.recv(RECV_SIZE):
-                pass
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self._waiter.wait(remaining):
+                    try:
+                        if not self.sock.recv(RECV_SIZE):
+                            break
+                    except (BlockingIOError, InterruptedError):
+                        pass
         except OSError:
             pass
         finally:
@@ -413,8 +581,14 @@ class ChatServer:
     """Acepta conexiones y lanza un hilo ``Session`` por cada una.
 
     ``start()`` abre el socket, lanza el bucle de aceptación en un hilo y
-    retorna cuando ya se puede conectar; ``stop()`` avisa a todos, cierra cada
+    retorna cuando ya se puede conectar; ``stop()`` avisa a todos, da a cada
+    cliente hasta ``STOP_TIMEOUT`` para recibir lo pendiente, cierra cada
     socket y espera a cada hilo.
+
+    Límites: ``max_clients`` usuarios unidos; aparte, a lo más
+    ``max_handshakes`` conexiones en el saludo, y por dirección de origen
+    ``max_handshakes_per_ip`` respondiendo preguntas a la vez (otras tantas
+    esperan su turno; más allá se rechazan con una línea). ``0`` lo desactiva.
     """
 
     def __init__(
@@ -424,27 +598,54 @@ class ChatServer:
         *,
         max_clients: int = 256,
         bank: Bank | None = None,
-        console: Callable[[str], None] | None = print,
+        console: Callable[[str], None] | None = write_line,
         handshake_timeout: float = 120.0,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+        max_handshakes_per_ip: int = DEFAULT_MAX_HANDSHAKES_PER_IP,
+        max_line_rate: float = 0.0,
+        newline_hint_after: float = NEWLINE_HINT_AFTER,
+        console_history: int = DEFAULT_CONSOLE_HISTORY,
     ) -> None:
+        if max_clients < 1 or max_handshakes < 1 or max_handshakes_per_ip < 0 or console_history < 0:
+            raise ValueError("client limits must be positive (max_handshakes_per_ip may be 0)")
+        if not handshake_timeout > 0 or max_line_rate < 0 or queue_limit < 1:
+            raise ValueError("timeouts and limits must be positive")
         self.host = host
         self.port = port
         self.max_clients = max_clients
+        self.max_handshakes = max_handshakes
+        self.max_handshakes_per_ip = max_handshakes_per_ip
+        self.max_line_rate = max_line_rate
+        self.newline_hint_after = newline_hint_after
         self.bank = bank if bank is not None else Bank()
-        self._console = console
         self.handshake_timeout = handshake_timeout
         self.queue_limit = queue_limit
+        self.console_history = console_history
         self.console_lines: list[str] = []
+        self._console_lock = threading.Lock()
+        self._writer = ConsoleWriter(console) if console is not None else None
         self.flusher = Flusher()
         self.stopping = False
+        self.stop_deadline = math.inf
+        self.stopped_event = threading.Event()
+        self._warn = RateLimitedLog(log)
         self._lock = threading.Lock()
+        self._turns = threading.Condition(self._lock)
         self._sessions: set[Session] = set()
         self._names: dict[str, Session] = {}
+        self._owners: dict[str, str] = {}
+        self._held: dict[str, int] = {}
+        self._serial = 0
+        self._joining = 0
+        self._pre_join: dict[str, int] = {}
+        self._asking: dict[str, int] = {}
         self.members: tuple[Session, ...] = ()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        self.wake_socket, self._wake_w = socket.socketpair()
+        self.wake_socket.setblocking(False)
+        self._wake_w.setblocking(False)
         self._started = False
 
     @property
@@ -456,10 +657,14 @@ class ChatServer:
         return host, port
 
     def console(self, line: str) -> None:
-        """Escribe en la consola del servidor y guarda la línea (para notebooks)."""
-        self.console_lines.append(line)
-        if self._console is not None:
-            self._console(line)
+        """Escribe en la consola del servidor (sin esperarla) y guarda las últimas líneas."""
+        with self._console_lock:
+            self.console_lines.append(line)
+            excess = len(self.console_lines) - self.console_history
+            if excess > 0:
+                del self.console_lines[:excess]
+        if self._writer is not None:
+            self._writer.write(line)
 
     def start(self) -> Address:
         """Escucha y lanza el bucle de aceptación; retorna la dirección."""
@@ -467,8 +672,11 @@ class ChatServer:
             raise RuntimeError("a ChatServer can only be started once")
         self._started = True
         listener = socket.create_server((self.host, self.port), backlog=min(self.max_clients, 4096))
+        listener.setblocking(False)
         self._listener = listener
         self.flusher.start()
+        if self._writer is not None:
+            self._writer.start()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="chatlib-accept", daemon=True)
         self._accept_thread.start()
         return self.address
@@ -481,48 +689,115 @@ class ChatServer:
         self.stop()
 
     def _accept_loop(self) -> None:
-        """Bucle de aceptación; un ``socketpair`` lo despierta al detener."""
+        """Bucle de aceptación: espera al socket de escucha o al despertador de ``stop()``."""
         assert self._listener is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self.stopping:
-                for key, _ in selector.select():
-                    if key.fileobj is self._wake_r:
-                        return
-                    self._accept_one()
+        waiter = Waiter(self._listener, self.wake_socket)
+        while not self.stopping:
+            if waiter.wait(None) and not self.stopping:
+                self._accept_one()
 
     def _accept_one(self) -> None:
+        """Acepta una conexión; cualquier falla queda en esa conexión y el bucle sigue."""
         assert self._listener is not None
         try:
             sock, peer = self._listener.accept()
-        except OSError as exc:
-            # EMFILE y similares: se registra y se sigue atendiendo a los demás.
-            log.warning("accept failed: %s", exc)
-            time.sleep(0.05)
+        except (BlockingIOError, InterruptedError):
             return
+        except OSError as exc:
+            # EMFILE y similares: la conexión sigue en la cola; se reintenta en un momento.
+            self._warn.warning("accept", "accept failed: %s", exc)
+            self.stopped_event.wait(ACCEPT_BACKOFF)
+            return
+        try:
+            self._start_session(sock, (peer[0], peer[1]))
+        except Exception as exc:
+            self._warn.warning("session", "could not start a session for %s:%s: %r", peer[0], peer[1], exc)
+            self._refuse(sock, FAILED_NOTICE)
+
+    def _start_session(self, sock: socket.socket, peer: Address) -> None:
+        """Un hilo ``Session`` nuevo por cliente, o un rechazo con una línea si no hay cupo."""
+        accepted_at = time.monotonic()
+        sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
-            full = len(self._sessions) >= self.max_clients
-            if not full:
-                session = Session(self, sock, peer[:2])
+            refusal = self._admission(peer[0])
+            if refusal is None:
+                session = Session(self, sock, peer, accepted_at)
                 self._sessions.add(session)
-        if full:
-            self._refuse(sock)
+                session.in_handshake = True
+                self._joining += 1
+                self._pre_join[peer[0]] = self._pre_join.get(peer[0], 0) + 1
+        if refusal is not None:
+            self._refuse(sock, refusal)
             return
-        session.thread.start()
-
-    def _refuse(self, sock: socket.socket) -> None:
-        """Chat lleno: una línea clara y se cierra, sin crear un hilo."""
-        notice = proto.server_line(f"The chat is full ({self.max_clients} users). Please try again later.")
         try:
-            sock.send((notice + "\n").encode(proto.ENCODING), socket.MSG_DONTWAIT)
+            session.thread.start()
+        except BaseException:
+            with self._lock:
+                self._sessions.discard(session)
+                self._end_handshake_locked(session)
+            raise
+
+    def _admission(self, host: str) -> str | None:
+        """El aviso de rechazo para una conexión nueva desde ``host``, o ``None`` si entra."""
+        if len(self.members) >= self.max_clients:
+            return full_notice(self.max_clients)
+        per_ip = self.max_handshakes_per_ip
+        if per_ip and self._pre_join.get(host, 0) >= 2 * per_ip:
+            return BUSY_ADDRESS_NOTICE
+        if self._joining >= self.max_handshakes:
+            return BUSY_NOTICE
+        return None
+
+    def _refuse(self, sock: socket.socket, notice: str) -> None:
+        """Una línea clara y se cierra, sin crear un hilo."""
+        try:
+            sock.setblocking(False)
+            sock.send((notice + "\n").encode(proto.ENCODING))
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         finally:
             sock.close()
-        log.info("refused a connection: the chat is full")
+        log.info("refused a connection: %s", notice.removeprefix(proto.SERVER_PREFIX))
+
+    def wait_turn(self, session: Session) -> None:
+        """Espera a que ``session`` pueda responder preguntas según el cupo de su dirección.
+
+        Lanza ``TimeoutError`` si vence el plazo de su saludo y ``ServerStopping``
+        si el servidor se detiene.
+        """
+        per_ip = self.max_handshakes_per_ip
+        host = session.peer[0]
+        with self._turns:
+            while per_ip and self._asking.get(host, 0) >= per_ip:
+                if self.stopping:
+                    raise ServerStopping
+                remaining = session.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self._turns.wait(remaining)
+            if self.stopping:
+                raise ServerStopping
+            self._asking[host] = self._asking.get(host, 0) + 1
+            session.has_turn = True
+
+    def end_handshake(self, session: Session) -> None:
+        """El saludo terminó (bien o mal): libera su cupo y despierta a quien espera turno."""
+        with self._lock:
+            self._end_handshake_locked(session)
+
+    def _end_handshake_locked(self, session: Session) -> None:
+        if not session.in_handshake:
+            return
+        session.in_handshake = False
+        host = session.peer[0]
+        self._joining -= 1
+        _decrement(self._pre_join, host)
+        if session.has_turn:
+            session.has_turn = False
+            _decrement(self._asking, host)
+            self._turns.notify_all()
 
     def reserve_identifier(self, session: Session, identifier: str) -> bool:
         """Reserva un identificador (sin distinguir mayúsculas); ``False`` si está ocupado."""
@@ -533,11 +808,57 @@ class ChatServer:
             self._names[key] = session
             return True
 
-    def add_member(self, session: Session) -> None:
-        """Agrega a la lista de miembros (copia nueva: los lectores no toman lock)."""
+    def open_account(self, session: Session, balance: int) -> None:
+        """Abre la cuenta de ``session`` con una clave que no comparte con ninguna sesión viva.
+
+        La clave es el identificador (legible en el banco y el laboratorio)
+        salvo que esa clave siga abierta o que una transferencia en curso la
+        haya resuelto para la sesión anterior con ese nombre: entonces se le
+        agrega ``#n``. Así el dinero dirigido a quien se fue nunca llega a
+        quien tomó su nombre.
+        """
+        assert session.identifier is not None
         with self._lock:
+            key = session.identifier
+            if key in self._owners or key in self._held:
+                self._serial += 1
+                key = f"{session.identifier}#{self._serial}"
+            self._owners[key] = session.identifier
+        try:
+            self.bank.open(key, balance)
+        except BaseException:
+            with self._lock:
+                del self._owners[key]
+            raise
+        session.account = key
+
+    def hold_account(self, identifier: str) -> tuple[Session, str] | None:
+        """Resuelve un destinatario a una sesión y su cuenta, en un paso.
+
+        Mientras la cuenta esté retenida (hasta ``unhold_account``) ninguna
+        sesión nueva recibe esa misma clave.
+        """
+        with self._lock:
+            session = self._names.get(proto.identifier_key(identifier))
+            if session is None or not session.joined or session.account is None:
+                return None
+            account = session.account
+            self._held[account] = self._held.get(account, 0) + 1
+            return session, account
+
+    def unhold_account(self, account: str) -> None:
+        """Termina lo empezado con ``hold_account``."""
+        with self._lock:
+            _decrement(self._held, account)
+
+    def add_member(self, session: Session) -> bool:
+        """Agrega a los miembros (copia nueva: los lectores no toman lock); ``False`` si está lleno."""
+        with self._lock:
+            if len(self.members) >= self.max_clients:
+                return False
             session.joined = True
             self.members = self.members + (session,)
+            return True
 
     def find_member(self, identifier: str) -> Session | None:
         """Busca un usuario unido por identificador."""
@@ -545,18 +866,45 @@ class ChatServer:
             session = self._names.get(proto.identifier_key(identifier))
         return session if session is not None and session.joined else None
 
-    def remove_session(self, session: Session) -> bool:
-        """Olvida la sesión y libera su identificador; ``True`` si era miembro."""
+    def release(self, session: Session) -> bool:
+        """Libera en un paso la membresía, el identificador y la cuenta de ``session``.
+
+        Después de esto el nombre está libre y quien lo tome abre una cuenta
+        nueva; una transferencia que ya había resuelto a ``session`` encuentra
+        su cuenta cerrada y no mueve dinero. ``True`` si era miembro.
+        """
         with self._lock:
-            self._sessions.discard(session)
+            self._end_handshake_locked(session)
             if session.identifier is not None:
                 key = proto.identifier_key(session.identifier)
                 if self._names.get(key) is session:
                     del self._names[key]
-            was_member = session in self.members
+            was_member = session.joined
             if was_member:
+                session.joined = False
                 self.members = tuple(m for m in self.members if m is not session)
-            return was_member
+        account, session.account = session.account, None
+        if account is not None:
+            try:
+                balance = self.bank.close(account)
+                log.debug("%s's account closed with %d dollars", session.identifier, balance)
+            finally:
+                with self._lock:
+                    self._owners.pop(account, None)
+        return was_member
+
+    def forget(self, session: Session) -> None:
+        """La sesión terminó y su socket está cerrado."""
+        with self._lock:
+            self._end_handshake_locked(session)
+            self._sessions.discard(session)
+
+    def accounts(self) -> dict[str, int]:
+        """Saldos de los usuarios conectados, por identificador (el banco los guarda por sesión)."""
+        balances = self.bank.accounts()
+        with self._lock:
+            owners = dict(self._owners)
+        return {owners[key]: value for key, value in balances.items() if key in owners}
 
     @property
     def session_count(self) -> int:
@@ -564,53 +912,141 @@ class ChatServer:
         with self._lock:
             return len(self._sessions)
 
-    def stop(self, timeout: float = 1.5) -> None:
-        """Avisa a todos, cierra cada socket y espera cada hilo (a lo más ~``timeout``)."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Avisa a todos, cierra cada socket y espera cada hilo; retorna en ~``timeout`` segundos.
+
+        Nadie bloquea el cierre: los sockets son no bloqueantes, el despertador
+        saca a cada hilo de su espera y quien lea a tiempo recibe lo que tenía
+        en cola seguido del aviso de cierre.
+        """
         if not self._started or self.stopping:
             return
+        deadline = time.monotonic() + timeout
+        self.stop_deadline = deadline
         self.stopping = True
+        self.stopped_event.set()
         try:
             self._wake_w.send(b"\0")
         except OSError:
             pass
-        deadline = time.monotonic() + timeout
+        with self._turns:
+            self._turns.notify_all()
         if self._accept_thread is not None:
-            self._accept_thread.join(timeout)
+            self._accept_thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             sessions = list(self._sessions)
         for session in sessions:
             session.send_lines(SHUTDOWN_NOTICE, last=True)
-            session._shutdown_socket()
         for session in sessions:
             if session.thread.is_alive():
                 session.thread.join(max(0.0, deadline - time.monotonic()))
-        self.flusher.stop(max(0.1, deadline - time.monotonic()))
+        self.flusher.stop(max(0.05, deadline - time.monotonic()))
+        if self._writer is not None:
+            self._writer.stop(max(0.05, deadline - time.monotonic()))
         if self._listener is not None:
             self._listener.close()
-        self._wake_r.close()
+        self.wake_socket.close()
         self._wake_w.close()
 
 
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else '> 0'}, not {text}")
+        return value
+
+    return parse
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Opciones de línea de comandos del servidor."""
+    """Opciones de línea de comandos del servidor; un valor inválido es un error de uso (código 2)."""
     parser = argparse.ArgumentParser(
         prog="python -m chatlib.server",
         description="Threaded TCP chat server with a small bank.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5000, help="TCP port; 0 picks a free one (default 5000)")
-    parser.add_argument("--max-clients", type=int, default=256, help="simultaneous connections (default 256)")
+    parser.add_argument(
+        "--port", type=_port, default=5000, help="TCP port; 0 picks a free one (default 5000)"
+    )
+    parser.add_argument(
+        "--max-clients", type=_at_least(1), default=256, help="users in the chat at once (default 256)"
+    )
     parser.add_argument(
         "--handshake-timeout",
-        type=float,
+        type=_seconds(allow_zero=False),
         default=120.0,
-        help="seconds a new client has to answer the identifier and balance questions",
+        help="seconds from connecting to answering the identifier and balance questions (default 120)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level for diagnostics on stderr")
+    parser.add_argument(
+        "--max-handshakes",
+        type=_at_least(1),
+        default=DEFAULT_MAX_HANDSHAKES,
+        help=f"connections still in the handshake, from all addresses (default {DEFAULT_MAX_HANDSHAKES})",
+    )
+    parser.add_argument(
+        "--max-handshakes-per-ip",
+        type=_at_least(0),
+        default=DEFAULT_MAX_HANDSHAKES_PER_IP,
+        help="connections from one address answering the handshake at once; as many more wait their "
+        f"turn, beyond that they are refused; 0 = no limit (default {DEFAULT_MAX_HANDSHAKES_PER_IP})",
+    )
+    parser.add_argument(
+        "--max-line-rate",
+        type=_seconds(allow_zero=True),
+        default=0.0,
+        metavar="LINES_PER_S",
+        help="read at most this many lines per second from each client; 0 = no limit (default 0)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="logging level for diagnostics on stderr (default INFO)",
+    )
     parser.add_argument(
         "--unsafe-bank",
         nargs="?",
-        type=float,
+        type=_seconds(allow_zero=True),
         const=0.01,
         default=None,
         metavar="WINDOW",
@@ -620,26 +1056,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(text: str) -> None:
+    """Imprime una línea del programa; una salida rota no lo detiene."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
+def _silence_broken_stdout() -> None:
+    """Si la salida estándar se rompió, la redirige a nulo para salir sin error al vaciarla."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Punto de entrada de ``python -m chatlib.server``."""
     args = build_parser().parse_args(argv)
-    if args.max_clients < 1:
-        build_parser().error("--max-clients must be at least 1")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     bank: Bank | None = None
     if args.unsafe_bank is not None:
-        if args.unsafe_bank < 0:
-            build_parser().error("--unsafe-bank WINDOW must be >= 0")
         # Import tardío: el servidor normal no carga el laboratorio de carreras.
         from chatlib.lab import unsafe_bank
 
         bank = unsafe_bank(args.unsafe_bank)
-        print(
+        _say(
             "!" * 72 + "\n!!! WARNING: --unsafe-bank: transfers run WITHOUT A LOCK "
             f"(race window {args.unsafe_bank:g} s)."
             "\n!!! Concurrent transfers WILL lose updates: money appears and vanishes."
-            "\n!!! Race-condition lab only. Never trust the balances of this server.\n" + "!" * 72,
-            flush=True,
+            "\n!!! Race-condition lab only. Never trust the balances of this server.\n" + "!" * 72
         )
     server = ChatServer(
         args.host,
@@ -647,7 +1099,9 @@ def main(argv: list[str] | None = None) -> int:
         max_clients=args.max_clients,
         bank=bank,
         handshake_timeout=args.handshake_timeout,
-        console=lambda line: print(line, flush=True),
+        max_handshakes=args.max_handshakes,
+        max_handshakes_per_ip=args.max_handshakes_per_ip,
+        max_line_rate=args.max_line_rate,
     )
     # Los manejadores van antes de escuchar: una señal temprana también cierra en orden.
     done = threading.Event()
@@ -662,11 +1116,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"Listening on {host}:{port} (Ctrl-C to stop)", flush=True)
-    while not done.wait(0.5):
-        pass
-    print("Shutting down...", flush=True)
-    server.stop()
+    _say(f"Listening on {host}:{port} (Ctrl-C to stop)")
+    try:
+        while not done.wait(0.5):
+            pass
+        _say("Shutting down...")
+    finally:
+        server.stop()
+        _silence_broken_stdout()
     return 0
 
 

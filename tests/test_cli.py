@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from chatlib.client import ChatClient
 from chatlib.server import SHUTDOWN_NOTICE
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,3 +100,92 @@ def test_server_process_exits_cleanly_on_ctrl_c(server_process: tuple[Proc, tupl
     ana.expect(SHUTDOWN_NOTICE)
     assert proc.popen.wait(5) == 0
     ana.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--port", "99999"],
+        ["--port", "-1"],
+        ["--port", "http"],
+        ["--log-level", "LOUD"],
+        ["--handshake-timeout", "-5"],
+        ["--handshake-timeout", "nan"],
+        ["--max-clients", "0"],
+        ["--max-handshakes-per-ip", "-1"],
+        ["--max-line-rate", "-2"],
+    ],
+)
+def test_server_rejects_bad_option_values_with_a_usage_error(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chatlib.server", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: python -m chatlib.server")
+    assert f"argument {args[0]}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_server_keeps_serving_and_stops_cleanly_when_its_console_pipe_breaks() -> None:
+    """Antes: el primer ``connected!`` a una tubería cerrada mataba la sesión (y el cierre)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatlib.server", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"Listening on ([\d.]+):(\d+)", proc.stdout.readline())
+        assert match is not None
+        address = (match.group(1), int(match.group(2)))
+        proc.stdout.close()
+        clients = [ChatClient.join(address, f"u{i}", i) for i in range(3)]
+        clients[0].send(":u")
+        clients[0].expect("[SERVER] Client: Connected users: u0, u1, u2.")
+        clients[2].quit()
+        clients[0].expect("[SERVER] Client: u2 disconnected!")
+        proc.send_signal(signal.SIGTERM)
+        for client in clients[:2]:
+            client.expect(SHUTDOWN_NOTICE)
+            client.close()
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_console_lines_are_never_merged_with_thirty_clients() -> None:
+    """Antes: los hilos imprimían sin lock y al cerrar salía ``a disconnected![SERVER] Client: b ...``."""
+    proc = Proc("-m", "chatlib.server", "--port", "0")
+    try:
+        match = re.search(r"Listening on ([\d.]+):(\d+)", proc.expect(re.compile("Listening on")))
+        assert match is not None
+        address = (match.group(1), int(match.group(2)))
+        names = [f"user{i:02d}" for i in range(30)]
+        clients = [ChatClient.join(address, name, 1) for name in names]
+        for name in names:
+            proc.expect(f"[SERVER] Client: {name} connected!")
+        proc.popen.send_signal(signal.SIGTERM)
+        assert proc.popen.wait(5) == 0
+        for client in clients:
+            client.close()
+        rest: list[str] = []
+
+        def every_goodbye_printed() -> bool:
+            while not proc.lines.empty():
+                rest.append(proc.lines.get())
+            # Una línea mezclada contiene dos avisos: se cuentan apariciones, no líneas.
+            return sum(line.count("disconnected!") for line in rest) >= len(names)
+
+        wait_until(every_goodbye_printed, what="every disconnection on the console")
+        console = [line for line in rest if line != "Shutting down..."]
+        assert sorted(console) == sorted(f"[SERVER] Client: {name} disconnected!" for name in names)
+    finally:
+        proc.kill()

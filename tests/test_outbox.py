@@ -5,11 +5,13 @@ Camino rápido, cola, límites y control de flujo.
 
 from __future__ import annotations
 
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
+from chatlib import outbox as outbox_module
 from chatlib.outbox import HIGH_WATER, LOW_WATER, Flusher, Outbox
 from tests.helpers import wait_until
 
@@ -25,6 +27,8 @@ def flusher() -> Iterator[Flusher]:
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     a, b = socket.socketpair()
+    # El Outbox escribe en un socket no bloqueante, como los de las sesiones del servidor.
+    a.setblocking(False)
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     yield a, b
@@ -95,8 +99,8 @@ def test_backpressure_waits_for_a_slow_reader_and_gives_up_on_a_stalled_one(
     outbox = Outbox(a, flusher, limit=4 << 20)
     sent = fill(outbox, HIGH_WATER + (64 << 10))
     assert outbox.congested
-    # Nadie lee: la espera vence, queda atascado y nadie vuelve a esperarlo.
-    assert not outbox.wait_for_room(0.05)
+    # Nadie lee: no avanza en una ventana de progreso, queda atascado y nadie vuelve a esperarlo.
+    assert not outbox.wait_for_room()
     assert outbox.stalled and not outbox.congested
     # Ahora lee: la cola se vacía y el atasco se olvida.
     received = read_exactly(b, len(sent))
@@ -106,7 +110,7 @@ def test_backpressure_waits_for_a_slow_reader_and_gives_up_on_a_stalled_one(
     assert outbox.congested
     reader = threading.Thread(target=lambda: read_exactly(b, len(more)))
     reader.start()
-    assert outbox.wait_for_room(10)
+    assert outbox.wait_for_room()
     assert outbox.queued <= LOW_WATER
     reader.join(10)
 
@@ -124,3 +128,27 @@ def test_last_push_seals_and_pause_keeps_order(
     assert outbox.push(b"bye\n", last=True)
     assert not outbox.push(b"late\n")
     assert read_exactly(b, len(b"first\nsecond\nbye\n")) == b"first\nsecond\nbye\n"
+
+
+def test_flusher_drains_more_queues_than_select_can_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Con ``select()`` (Windows) se vigilan a lo más ``SELECT_LIMIT`` sockets; el resto espera turno."""
+    monkeypatch.setattr(selectors, "DefaultSelector", selectors.SelectSelector)
+    monkeypatch.setattr(outbox_module, "SELECT_LIMIT", 2)
+    flusher = Flusher()
+    flusher.start()
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        sent = []
+        for a, _ in pairs:
+            a.setblocking(False)
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            outbox = Outbox(a, flusher, limit=4 << 20)
+            sent.append(fill(outbox, 256 << 10))
+            assert outbox.queued > 0
+        for (_, b), data in zip(pairs, sent, strict=True):
+            assert read_exactly(b, len(data)) == data
+    finally:
+        flusher.stop()
+        for a, b in pairs:
+            a.close()
+            b.close()

@@ -38,7 +38,7 @@ def test_handshake_lines_are_exact(server: ChatServer, connect: Connect) -> None
         "[SERVER] Client: Identifier2 connected!",
         "[SERVER] Client: Identifier3 connected!",
     ]
-    assert server.bank.accounts() == {"Identifier2": 1, "Identifier3": 50000}
+    assert server.accounts() == {"Identifier2": 1, "Identifier3": 50000}
 
 
 def test_empty_identifier_uses_peer_address(server: ChatServer, connect: Connect) -> None:
@@ -80,7 +80,7 @@ def test_identifier_errors_ask_again(server: ChatServer, connect: Connect) -> No
         client.expect(proto.ASK_BALANCE)
     client.send("10")
     client.expect(proto.balance_set_line(10))
-    assert server.bank.accounts() == {"Alice": 5, "bob": 10}
+    assert server.accounts() == {"Alice": 5, "bob": 10}
 
 
 def test_chat_reaches_every_other_user(server: ChatServer, connect: Connect) -> None:
@@ -107,7 +107,7 @@ def test_quit_and_abrupt_disconnect_are_announced(server: ChatServer, connect: C
         "[SERVER] Client: b disconnected!",
         "[SERVER] Client: c disconnected!",
     ]
-    assert server.bank.accounts() == {"a": 1}
+    assert server.accounts() == {"a": 1}
     a.send(":u")
     a.expect("[SERVER] Client: Connected users: a.")
 
@@ -167,7 +167,7 @@ def test_funds_and_transfers(server: ChatServer, connect: Connect) -> None:
     ]:
         b.send(command)
         b.expect(error)
-    assert server.bank.accounts() == {"ana": 2000, "beto": 1010}
+    assert server.accounts() == {"ana": 2000, "beto": 1010}
     server.bank.check_invariant()
 
 
@@ -193,7 +193,7 @@ def test_bad_bytes_never_crash_or_move_money(server: ChatServer, connect: Connec
     a.expect("[SERVER] Client: The amount must be a positive whole number of dollars, like 50000.")
     a.send("still alive")
     b.expect("ana: still alive")
-    assert server.bank.accounts() == {"ana": 100, "beto": 100}
+    assert server.accounts() == {"ana": 100, "beto": 100}
 
 
 def test_silent_client_times_out_and_vanishing_client_frees_its_name(
