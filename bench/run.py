@@ -298,36 +298,13 @@ def run_joins(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
         measure(rec, "joins", str(cfg.joins), kind, rep, cfg.join_concurrency * 4 + 16, body)
 
 
-def run_transfers(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+def _transfer_scenario(rec: Recorder, cfg: Config, kinds: list[str], scenario: str, balance: int) -> None:
+    """100 clientes envían sus ``:t`` a la vez; ``balance`` decide cuántas se aplican."""
     total = cfg.transfer_clients * cfg.transfers_per_client
-    print(f"transfers ({cfg.transfer_clients} clients x {cfg.transfers_per_client} ':t' each, all at once)")
-
-    def body(server: servers.ServerProcess) -> dict[str, Any]:
-        res = driver.transfers(server.address, cfg.transfer_clients, cfg.transfers_per_client)
-        return {
-            "transfers_per_s": res.transfers_per_second,
-            "transfers": res.transfers,
-            "succeeded": res.succeeded,
-            "insufficient": res.insufficient,
-            "funds_before": res.funds_before,
-            "funds_after": res.funds_after,
-            "expected_total": res.expected_total,
-            "replies_missing": res.replies_missing,
-            "conserved": res.conserved,
-        }
-
-    for rep, kind in alternating(kinds, cfg.repeats):
-        measure(rec, "transfers", str(total), kind, rep, cfg.transfer_clients + 16, body)
-
-
-def run_transfers_accepted(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
-    """Como ``transfers``, pero con saldos tan grandes que casi todas las ``:t`` se aplican."""
-    total = cfg.transfer_clients * cfg.transfers_per_client
-    print(f"transfers that succeed ({cfg.transfer_clients} clients x {cfg.transfers_per_client} ':t')")
 
     def body(server: servers.ServerProcess) -> dict[str, Any]:
         res = driver.transfers(
-            server.address, cfg.transfer_clients, cfg.transfers_per_client, balance=ACCEPTED_BALANCE
+            server.address, cfg.transfer_clients, cfg.transfers_per_client, balance=balance
         )
         return {
             "transfers_per_s": res.transfers_per_second,
@@ -342,7 +319,19 @@ def run_transfers_accepted(rec: Recorder, cfg: Config, kinds: list[str]) -> None
         }
 
     for rep, kind in alternating(kinds, cfg.repeats):
-        measure(rec, "transfers_ok", str(total), kind, rep, cfg.transfer_clients + 16, body)
+        measure(rec, scenario, str(total), kind, rep, cfg.transfer_clients + 16, body)
+
+
+def run_transfers(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    """Saldos de 1000: la mayoría de las ``:t`` se rechazan por fondos (la carga de siempre)."""
+    print(f"transfers ({cfg.transfer_clients} clients x {cfg.transfers_per_client} ':t' each, all at once)")
+    _transfer_scenario(rec, cfg, kinds, "transfers", 1000)
+
+
+def run_transfers_accepted(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
+    """Como ``transfers``, pero con saldos tan grandes que casi todas las ``:t`` se aplican."""
+    print(f"transfers that succeed ({cfg.transfer_clients} clients x {cfg.transfers_per_client} ':t')")
+    _transfer_scenario(rec, cfg, kinds, "transfers_ok", ACCEPTED_BALANCE)
 
 
 ACCEPTED_BALANCE = 10**9
