@@ -468,7 +468,9 @@ def framing():
     ax.text(
         x + 1,
         7.5,
-        "mensajes completos, en orden; lo incompleto\nespera al próximo recv(). Luego el servidor\ndifunde «ana: hola» a los demás.",
+        "mensajes completos, en orden; lo incompleto\n"
+        "espera al próximo recv(). Luego el servidor\n"
+        "difunde «ana: hola» a los demás.",
         fontsize=8,
         color=GREY,
         va="center",
