@@ -142,6 +142,37 @@ def check_outputs(nb) -> None:
         raise RuntimeError("el cuaderno terminó con errores:\n" + "\n".join(problems))
 
 
+def _text_slots(nb):
+    """Cada texto del cuaderno que puede llevar citas, en orden: (contenedor, clave)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            yield cell, "source"
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                for mime in ("text/markdown", "text/latex", "text/html"):
+                    if mime in data:
+                        yield data, mime
+
+
+def number_citations(nb) -> int:
+    """``[@clave]`` → ``[n]`` por orden de primera cita, y la lista de referencias en su marca."""
+    import references
+
+    slots = list(_text_slots(nb))
+    order = references.numbering([container[key] for container, key in slots])
+    marked = 0
+    for container, key in slots:
+        text = references.replace_citations(container[key], order)
+        if references.REFERENCES_MARK in text:
+            text = text.replace(references.REFERENCES_MARK, references.reference_list(order))
+            marked += 1
+        container[key] = text
+    if marked != 1:
+        raise RuntimeError(f"la marca {references.REFERENCES_MARK!r} debe aparecer una vez (hay {marked})")
+    return len(order)
+
+
 def hyphenation_words(nb) -> str:
     """Excepciones de guionado castellano para el texto del informe."""
     from hyphenation_es import hyphenation_list
@@ -346,6 +377,7 @@ def build(args: argparse.Namespace, paths: Paths) -> int:
     try:
         execute(nb, args.timeout)
         check_outputs(nb)
+        log(f"referencias citadas: {number_citations(nb)}")
     except Exception as exc:  # noqa: BLE001 - se informa y se sale con error
         log(f"ERROR al ejecutar el cuaderno: {exc}")
         retire_stale_pdf(paths)

@@ -281,7 +281,14 @@ def latex(raw: str, html_text: str = "") -> None:
 
 
 def table(
-    header: list[str], rows: list[list[str]], caption: str, *, label: str, spec: str, placement: str = "htbp"
+    header: list[str],
+    rows: list[list[str]],
+    caption: str,
+    *,
+    label: str,
+    spec: str,
+    placement: str = "htbp",
+    size: str = "small",
 ) -> None:
     """Tabla flotante que no se parte entre páginas (booktabs), con leyenda arriba.
 
@@ -291,7 +298,7 @@ def table(
     body = " \\\\\n".join(" & ".join(_caption_latex(c) for c in row) for row in rows)
     head = " & ".join(f"\\textbf{{{_caption_latex(h)}}}" for h in header)
     latex = (
-        f"\\begin{{table}}[{placement}]\n\\centering\\small\n"
+        f"\\begin{{table}}[{placement}]\n\\centering\\{size}\n"
         f"\\caption{{{_caption_latex(caption)}}}\\label{{{label}}}\n"
         f"\\begin{{tabular}}{{{spec}}}\n\\toprule\n{head} \\\\\n\\midrule\n{body} \\\\\n"
         "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
