@@ -20,21 +20,21 @@ SERVERS = ("threaded", "asyncio")
 
 # (escenario, métrica) → (rótulo en castellano, unidad, decimales, ¿más es mejor?)
 METRICS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
-    ("fanout", "deliveries_per_s"): ("difusión: entregas por segundo", "entregas/s", 0, True),
+    ("fanout", "deliveries_per_s"): ("difusión", "entregas/s", 0, True),
     ("fanout", "server_cpu_us_per_delivery"): ("CPU del servidor por entrega", "µs", 3, False),
-    ("latency", "p50_ms"): ("latencia p50 a 20 mensajes/s", "ms", 2, False),
-    ("latency", "p99_ms"): ("latencia p99 a 20 mensajes/s", "ms", 2, False),
-    ("fanout", "rss_per_client_kib"): ("memoria por cliente conectado", "KiB", 1, False),
-    ("fanout", "threads_connected"): ("hilos del proceso servidor", "hilos", 0, False),
-    ("joins", "joins_per_s"): ("altas por segundo (conexión, registro y :q)", "altas/s", 0, True),
-    ("transfers", "transfers_per_s"): ("comandos :t por segundo", ":t/s", 0, True),
-    ("stall", "p99_ms"): ("latencia p99 de los demás con un lector detenido", "ms", 2, False),
+    ("latency", "p50_ms"): ("latencia p50, 20 msj/s", "ms", 2, False),
+    ("latency", "p99_ms"): ("latencia p99, 20 msj/s", "ms", 2, False),
+    ("fanout", "rss_per_client_kib"): ("memoria por cliente", "KiB", 1, False),
+    ("fanout", "threads_connected"): ("hilos del servidor", "hilos", 0, False),
+    ("joins", "joins_per_s"): ("altas (conexión, registro, :q)", "altas/s", 0, True),
+    ("transfers", "transfers_per_s"): ("transferencias :t", ":t/s", 0, True),
+    ("stall", "p99_ms"): ("p99 de los demás, lector detenido", "ms", 2, False),
 }
 
 STALL_VARIANTS = {
     "none": "todos leen",
-    "held": "uno no lee (bajo el límite)",
-    "overflow": "uno no lee (supera)",
+    "held": "uno no lee, bajo el límite",
+    "overflow": "uno no lee, sobre el límite",
 }
 
 

@@ -135,7 +135,7 @@ def _arrow(
 
 def tcpip_layers():
     """Las cuatro capas de TCP/IP, dónde está la API de sockets y el encapsulado."""
-    fig, ax = _canvas(TEXT_WIDTH_IN, 3.6, 100, 50)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 2.8, 100, 50)
     layers = [
         ("Aplicación", "chat: líneas de texto UTF-8\n(protocolo propio de chatlib)", "#DCE6F5"),
         ("Transporte", "TCP: segmentos, puertos,\nconfiabilidad y orden", "#E3F1E6"),
@@ -217,7 +217,7 @@ def tcpip_layers():
 
 def handshake():
     """Diagrama de secuencia: conexión (SYN, SYN+ACK, ACK), datos y cierre con FIN."""
-    fig, ax = _canvas(TEXT_WIDTH_IN, 5.7, 100, 100)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 4.5, 100, 100)
     ax.set_ylim(-4, 100)
     xc, xs = 35, 67
     ax.text(xc, 97, "Cliente", ha="center", fontsize=9, fontweight="bold", color=BLUE)
@@ -252,7 +252,7 @@ def handshake():
     def msg(y1, y2, text, left_to_right=True, color=BLUE, ls="-"):
         x1, x2 = (xc, xs) if left_to_right else (xs, xc)
         _arrow(ax, x1, y1, x2, y2, color=color, ls=ls)
-        ax.text((xc + xs) / 2, (y1 + y2) / 2 + 0.9, text, fontsize=8, ha="center", va="bottom", color=color)
+        ax.text((xc + xs) / 2, (y1 + y2) / 2 + 1.5, text, fontsize=8, ha="center", va="bottom", color=color)
 
     def section(y_top, y_bottom, title):
         ax.add_patch(
@@ -316,7 +316,7 @@ def handshake():
 
 def berkeley_calls():
     """Secuencia de llamadas de servidor y cliente TCP y cómo se relacionan."""
-    fig, ax = _canvas(TEXT_WIDTH_IN, 4.5, 100, 100)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 3.7, 100, 100)
     ax.set_ylim(4, 100)
     xs, xc, w, h = 24, 58, 18, 7
     ax.text(xs + w / 2, 97, "Servidor", ha="center", fontsize=9, fontweight="bold", color=BLUE)
@@ -485,7 +485,7 @@ def framing():
 
 def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     """Hilos, sockets, buffers de salida y secciones críticas de ``chatlib.server``."""
-    fig, ax = _canvas(TEXT_WIDTH_IN, 5.6, 100, 74)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 4.7, 100, 74)
     queue_text = f"{queue_limit // (1 << 20)} MiB" if queue_limit % (1 << 20) == 0 else f"{queue_limit} B"
     rows = [("ana", 46), ("beto", 30), ("fran", 6)]
     # Bucle de aceptación (arriba, centro).

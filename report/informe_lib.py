@@ -346,28 +346,39 @@ def _terminal_body(lines: list[str]) -> str:
 
 
 def terminals(
-    panels: list[tuple[str, list[str]]], caption: str, *, label: str, short: str | None = None
+    panels: list[tuple[str, list[str]]],
+    caption: str,
+    *,
+    label: str,
+    short: str | None = None,
+    columns: list[list[int]] | None = None,
 ) -> None:
     """Figura con varias terminales reales en dos columnas: texto oscuro sobre fondo claro, 8 pt.
 
-    El texto queda como texto en el PDF (se puede buscar y copiar) y conserva
-    los números tal como los vio cada usuario.
+    ``columns`` dice qué paneles (por índice) van apilados en cada columna; por
+    omisión se alternan. El texto queda como texto en el PDF (se puede buscar y
+    copiar) y conserva los números tal como los vio cada usuario.
     """
     _counters["figure"] += 1
-    cells = []
-    for title, lines in panels:
-        cells.append(
+    columns = columns or [list(range(0, len(panels), 2)), list(range(1, len(panels), 2))]
+    blocks = []
+    for column in columns:
+        stacked = []
+        for index in column:
+            title, lines = panels[index]
+            stacked.append(
+                f"\\begin{{InformeTerminal}}[label={{\\sffamily\\scriptsize {_latex_escape(title)}}}]\n"
+                f"{_terminal_body(lines)}\n\\end{{InformeTerminal}}"
+            )
+        blocks.append(
             "\\begin{minipage}[t]{0.485\\linewidth}\\vspace{0pt}\n"
-            f"\\begin{{InformeTerminal}}[label={{\\sffamily\\scriptsize {_latex_escape(title)}}}]\n"
-            f"{_terminal_body(lines)}\n\\end{{InformeTerminal}}\n\\end{{minipage}}"
+            + "\n\\smallskip\n".join(stacked)
+            + "\n\\end{minipage}"
         )
-    rows = []
-    for k in range(0, len(cells), 2):
-        rows.append("\\hfill\n".join(cells[k : k + 2]))
     short_tex = f"[{_caption_latex(short)}]" if short else ""
     latex = (
         "\\begin{figure}[tbp]\n\\centering\n"
-        + "\n\\par\\medskip\n".join(rows)
+        + "\\hfill\n".join(blocks)
         + f"\n\\caption{short_tex}{{{_caption_latex(caption)}}}\\label{{{label}}}\n\\end{{figure}}\n"
     )
     html_block = (

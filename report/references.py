@@ -111,6 +111,4 @@ def replace_citations(text: str, order: dict[str, int]) -> str:
 
 def reference_list(order: dict[str, int]) -> str:
     """La lista en markdown, un párrafo «[n] entrada» por referencia, en el orden de ``order``."""
-    return "\n\n".join(
-        f"\\[{n}\\] {ENTRIES[key]}" for key, n in sorted(order.items(), key=lambda kv: kv[1])
-    )
+    return "\n\n".join(f"\\[{n}\\] {ENTRIES[key]}" for key, n in sorted(order.items(), key=lambda kv: kv[1]))
