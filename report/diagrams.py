@@ -485,7 +485,7 @@ def framing():
 
 def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     """Hilos, sockets, buffers de salida y secciones críticas de ``chatlib.server``."""
-    fig, ax = _canvas(TEXT_WIDTH_IN, 4.7, 100, 74)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 4.4, 100, 74)
     queue_text = f"{queue_limit // (1 << 20)} MiB" if queue_limit % (1 << 20) == 0 else f"{queue_limit} B"
     rows = [("ana", 46), ("beto", 30), ("fran", 6)]
     # Bucle de aceptación (arriba, centro).

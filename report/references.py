@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-ACCESSED = "1 de diciembre de 2026"
+ACCESSED = "1 dic. 2026"
 """Fecha en que se consultaron las fuentes en línea."""
 
 REFERENCES_MARK = "<!-- lista de referencias -->"
