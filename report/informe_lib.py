@@ -28,7 +28,7 @@ FIGURES_DIR = BUILD_DIR / "figures"
 LAB_FIGURES_DIR = Path(os.environ.get("CHATLIB_FIGURES_DIR") or REPORT_DIR / "figures")
 
 _counters = {"figure": 0, "listing": 0}
-SHORT_LISTING_LINES = 32
+SHORT_LISTING_LINES = 24
 """Hasta este largo un listado va entero en una página."""
 
 

@@ -153,13 +153,14 @@ def test_pdf_metadata_follows_the_cover_block(pdf: Path) -> None:
 
 
 def test_body_fits_in_twenty_pages(pages: list[str]) -> None:
+    # La primera página del anexo lleva su título en el encabezado («A. Complementos…»).
     appendix = next(
-        i for i, page in enumerate(pages) if re.search(r"^A Complementos de la sección 3$", page, re.M)
+        i for i, page in enumerate(pages) if re.search(r"^A\. Complementos de la sección 3$", page, re.M)
     )
     assert appendix <= BODY_MAX_PAGES, f"el cuerpo (antes del anexo) tiene {appendix} páginas"
     body = "\n".join(pages[:appendix])
     for section in ("Introducción", "Marco teórico", "Descripción del servidor", "Discusión y conclusiones"):
-        assert re.search(rf"^\d+ {section}$", body, re.M), (
+        assert re.search(rf"^\d+\s+{section}\s*$", body, re.M), (
             f"la sección {section!r} no está entera en el cuerpo"
         )
     assert "Referencias" in pages[appendix - 1]
@@ -187,10 +188,9 @@ def test_references_are_all_cited_in_order(text: str) -> None:
     groups = re.findall(r"(?<![\w\]])\[(\d+(?:, \d+)*)\]", body)
     cited = {int(n) for group in groups for n in group.split(", ")}
     assert set(numbers) <= cited, f"sin citar: {set(numbers) - cited}"
-    first = [int(group.split(", ")[0]) for group in groups]
     seen: list[int] = []
-    for n in first:
-        if n not in seen:
+    for n in (int(n) for group in groups for n in group.split(", ")):
+        if n in numbers and n not in seen:
             seen.append(n)
     assert seen == sorted(seen), "IEEE: las referencias se numeran por orden de primera cita"
 
@@ -245,9 +245,16 @@ def test_figures_are_vector_spanish_and_legible(outdir: Path, pdf: Path) -> None
             r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', words
         )
         assert boxes, f"{figure.name}: sin texto vectorial"
-        heights = [float(y1) - float(y0) for _, y0, _, y1, _ in boxes]
-        # Una letra de 8 pt da cajas de unos 9 pt de alto (ascendente + descendente).
-        assert min(heights) >= 8.0, f"{figure.name}: texto de {min(heights):.1f} pt de caja"
+        # Una letra de 8 pt da cajas de unos 9 pt de alto (ascendente + descendente). En un
+        # texto girado el alto queda como ancho: el tamaño es el lado menor de la caja, que en
+        # palabras de tres o más letras es siempre el alto de la letra (en las más cortas, como
+        # «−» o la ligadura «fi», el ancho puede ser menor: se usa el lado mayor).
+        sizes = []
+        for x0, y0, x1, y1, word in boxes:
+            w, h = float(x1) - float(x0), float(y1) - float(y0)
+            sizes.append((min(w, h) if len(word) >= 3 else max(w, h), word))
+        size, word = min(sizes)
+        assert size >= 8.0, f"{figure.name}: «{word}» con caja de {size:.1f} pt"
         content = " ".join(w for *_, w in boxes)
         found = english.search(content)
         assert not found, f"{figure.name}: rótulo en inglés {found.group(0)!r}"
