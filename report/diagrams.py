@@ -496,7 +496,7 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         # Cliente.
         _box(ax, 0.5, y + 1.5, 8.5, 8, f"cliente\n{name}", fc="#F2F2F2", ec=GREY, fs=8)
         # Outbox entre el cliente y su sesión.
-        _box(ax, 12, y, 19, 7, "", fc="#FFF6E5", ec=ORANGE)
+        _box(ax, 12, y, 21, 7, "", fc="#FFF6E5", ec=ORANGE)
         ax.text(13, y + 5.3, "Outbox", fontsize=8, fontweight="bold", color=ORANGE, va="center")
         ax.text(
             13,
@@ -525,7 +525,7 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         # recv: del cliente a su sesión, por arriba del Outbox.
         _arrow(ax, 9, y + 8.5, 36, y + 9.5, color=GREEN, lw=1.0)
         # Respuesta propia hacia su Outbox.
-        _arrow(ax, 36, y + 4, 31, y + 4, color=ORANGE, lw=1.0)
+        _arrow(ax, 36, y + 4, 33, y + 4, color=ORANGE, lw=1.0)
     ax.text(10, 56.2, "recv()", fontsize=8, color=GREEN, ha="left", va="bottom")
     ax.text(49.5, 22, "⋮   un hilo Session por conexión", fontsize=8, ha="center", color=GREY)
     ax.text(5, 22, "⋮", fontsize=11, ha="center", color=GREY)
@@ -542,8 +542,8 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         ha="left",
     )
     # Difusión: la sesión de ana escribe en los Outbox de los demás.
-    _arrow(ax, 36, 48, 31, 35, color=ORANGE, lw=0.9)
-    _arrow(ax, 36, 47.5, 31, 11, color=ORANGE, lw=0.9)
+    _arrow(ax, 36, 48, 33, 35, color=ORANGE, lw=0.9)
+    _arrow(ax, 36, 47.5, 33, 11, color=ORANGE, lw=0.9)
     ax.text(29.5, 22, "difusión", fontsize=8, color=ORANGE, ha="right", va="center")
     _arrow(ax, 21.5, 53, 21.5, 63, color=ORANGE, lw=0.8, ls=(0, (3, 2)))
     ax.text(22.8, 59.6, "si el socket\nse llena", fontsize=8, color=ORANGE, va="center", ha="left")
