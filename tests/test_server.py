@@ -283,9 +283,8 @@ def test_concurrent_transfers_over_sockets_conserve_money(server: ChatServer, co
             done = 0
             while done < per_client:
                 client.expect(
-                    lambda line: (
-                        line == proto.INSUFFICIENT_FUNDS or proto.parse_transfer_sent_line(line) is not None
-                    ),
+                    lambda line: line == proto.INSUFFICIENT_FUNDS
+                    or proto.parse_transfer_sent_line(line) is not None,
                     timeout=20,
                 )
                 done += 1
