@@ -45,4 +45,4 @@ client: $(STAMP)
 	$(BIN)/python -m chatlib.client --host $(HOST) --port $(PORT)
 
 clean:
-	rm -rf $(VENV) build report/build report/informe.pdf report/informe.html .pytest_cache
+	rm -rf $(VENV) build report/build report/informe.pdf report/informe.pdf.old report/informe.html .pytest_cache

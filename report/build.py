@@ -6,14 +6,20 @@ Uso (desde la raíz del repositorio)::
     .venv/bin/python report/build.py            # report/informe.pdf
     .venv/bin/python report/build.py --html     # además report/informe.html
     .venv/bin/python report/build.py --require-pdf   # falla si no hay TeX
+    .venv/bin/python report/build.py --outdir /tmp/x # todo en /tmp/x (pruebas)
+
+Todo lo generado queda en ``--outdir`` (por omisión ``report/``): el PDF, el
+HTML y la carpeta ``build/`` con el LaTeX y las figuras. Nada más se escribe
+en el árbol del repositorio, así las pruebas pueden construir en ``tmp_path``.
 
 Pasos:
 
 0. Ejecuta ``notebooks/02_condiciones_de_carrera.ipynb``, que deja las
-   figuras del laboratorio de carreras en ``report/figures/``.
+   figuras del laboratorio de carreras (y sus cifras, ``race_results.json``)
+   en ``<outdir>/build/lab`` (variable de entorno ``CHATLIB_FIGURES_DIR``).
 1. Ejecuta el cuaderno con nbclient (directorio de trabajo ``report/``); las
-   celdas ocultas generan figuras en ``report/build/figures`` y los listados
-   leen el código real de ``chatlib``.
+   celdas ocultas generan figuras en ``<outdir>/build/figures``
+   (``INFORME_BUILD_DIR``) y los listados leen el código real de ``chatlib``.
 2. Revisa las salidas: un error detiene la construcción; lo escrito en stderr
    se informa aquí y no llega al PDF.
 3. Exporta con nbconvert (``LatexExporter`` y la plantilla
@@ -24,9 +30,11 @@ Pasos:
    ``report/informe.pdf``.
 
 Sin XeLaTeX o sin pandoc el script dice qué paquetes instalar y produce igual
-``report/informe.html``; en ese caso el código de salida es distinto de cero
+``informe.html``; en ese caso el código de salida es distinto de cero
 solo si ni siquiera el HTML se pudo generar (o si se pidió ``--require-pdf``).
-Con TeX instalado, un fallo de compilación sí es un error (código 1).
+Con TeX instalado, un fallo de compilación sí es un error (código 1). Si no se
+pudo generar el PDF, un ``informe.pdf`` de una construcción anterior se
+renombra a ``informe.pdf.old`` (y se avisa), para que no parezca actual.
 """
 
 from __future__ import annotations
@@ -46,14 +54,26 @@ REPORT_DIR = Path(__file__).resolve().parent
 ROOT = REPORT_DIR.parent
 NOTEBOOK = REPORT_DIR / "informe.ipynb"
 LAB_NOTEBOOK = ROOT / "notebooks" / "02_condiciones_de_carrera.ipynb"
-BUILD_DIR = REPORT_DIR / "build"
 TEMPLATE_DIR = REPORT_DIR / "template"
-PDF_OUT = REPORT_DIR / "informe.pdf"
-HTML_OUT = REPORT_DIR / "informe.html"
 DEBIAN_PACKAGES = "texlive-xetex texlive-fonts-recommended texlive-plain-generic pandoc"
 MONTHS = ("enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre").split()
 
 sys.path.insert(0, str(REPORT_DIR))
+
+
+class Paths:
+    """Dónde se escribe cada producto de la construcción (todo bajo ``outdir``)."""
+
+    def __init__(self, outdir: Path) -> None:
+        self.outdir = outdir.resolve()
+        self.build = self.outdir / "build"
+        self.lab = self.build / "lab"
+        self.pdf = self.outdir / "informe.pdf"
+        self.html = self.outdir / "informe.html"
+
+    def show(self, path: Path) -> str:
+        """Ruta legible: relativa a la raíz del repositorio si está dentro."""
+        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def log(message: str) -> None:
@@ -77,10 +97,10 @@ def missing_tools() -> list[str]:
 
 
 def resolve_metadata(nb) -> None:
-    """Completa ``metadata.informe``: la fecha vacía es la de hoy."""
+    """Completa ``metadata.informe``: una fecha de entrega vacía es la de hoy."""
     info = nb.metadata.setdefault("informe", {})
-    if not info.get("date"):
-        info["date"] = spanish_date(dt.date.today())
+    if not info.get("due_date"):
+        info["due_date"] = spanish_date(dt.date.today())
 
 
 def execute(nb, timeout: int, cwd: Path = REPORT_DIR) -> None:
@@ -93,6 +113,9 @@ def execute(nb, timeout: int, cwd: Path = REPORT_DIR) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(cwd)}},
         allow_errors=False,
+        # El núcleo local habla por TCP en 127.0.0.1: su aviso de «running over
+        # TCP without encryption» no aporta nada aquí y ensucia la salida.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     client.execute()
 
@@ -117,6 +140,37 @@ def check_outputs(nb) -> None:
         cell.outputs = kept
     if problems:
         raise RuntimeError("el cuaderno terminó con errores:\n" + "\n".join(problems))
+
+
+def _text_slots(nb):
+    """Cada texto del cuaderno que puede llevar citas, en orden: (contenedor, clave)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            yield cell, "source"
+        elif cell.cell_type == "code":
+            for output in cell.get("outputs", []):
+                data = output.get("data", {})
+                for mime in ("text/markdown", "text/latex", "text/html"):
+                    if mime in data:
+                        yield data, mime
+
+
+def number_citations(nb) -> int:
+    """``[@clave]`` → ``[n]`` por orden de primera cita, y la lista de referencias en su marca."""
+    import references
+
+    slots = list(_text_slots(nb))
+    order = references.numbering([container[key] for container, key in slots])
+    marked = 0
+    for container, key in slots:
+        text = references.replace_citations(container[key], order)
+        if references.REFERENCES_MARK in text:
+            text = text.replace(references.REFERENCES_MARK, references.reference_list(order))
+            marked += 1
+        container[key] = text
+    if marked != 1:
+        raise RuntimeError(f"la marca {references.REFERENCES_MARK!r} debe aparecer una vez (hay {marked})")
+    return len(order)
 
 
 def hyphenation_words(nb) -> str:
@@ -146,7 +200,7 @@ def _tag_remover():
     )
 
 
-def export_latex(nb) -> Path:
+def export_latex(nb, paths: Paths) -> Path:
     """Escribe ``build/informe.tex`` (y los archivos de salida) con la plantilla propia."""
     from nbconvert import LatexExporter
 
@@ -164,10 +218,10 @@ def export_latex(nb) -> Path:
         "informe_hyphenation": hyphenation_words(nb),
     }
     body, resources = exporter.from_notebook_node(nb, resources=resources)
-    tex = BUILD_DIR / "informe.tex"
+    tex = paths.build / "informe.tex"
     tex.write_text(body, encoding="utf-8")
     for name, data in resources.get("outputs", {}).items():
-        target = BUILD_DIR / name
+        target = paths.build / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return tex
@@ -219,7 +273,7 @@ def report_log(logfile: Path) -> None:
         log(f"aviso: referencias sin definir: {', '.join(sorted(set(undefined)))}")
 
 
-def export_html(nb) -> Path:
+def export_html(nb, paths: Paths) -> Path:
     """Versión HTML (sin código de celdas), para cuando no hay TeX."""
     from nbconvert import HTMLExporter
 
@@ -248,14 +302,15 @@ def export_html(nb) -> Path:
         cover.append(f"**{label}:** " + ", ".join(info["authors"]) + "  ")
     for entry in info.get("staff", []):
         cover.append(f"**{entry['role']}:** " + ", ".join(entry["names"]) + "  ")
-    if info.get("date"):
-        cover.append(f"**{info.get('date_label', 'Fecha')}:** {info['date']}")
+    for key, label in (("semester", "Semestre"), ("due_date", "Fecha de entrega")):
+        if info.get(key):
+            cover.append(f"**{label}:** {info[key]}  ")
     import nbformat
 
     nb.cells.insert(0, nbformat.v4.new_markdown_cell("\n".join(cover)))
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": "informe"}})
-    HTML_OUT.write_text(body, encoding="utf-8")
-    return HTML_OUT
+    paths.html.write_text(body, encoding="utf-8")
+    return paths.html
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,30 +319,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--require-pdf", action="store_true", help="código de salida 1 si no se pudo generar el PDF"
     )
-    parser.add_argument("--timeout", type=int, default=300, help="segundos por celda")
+    parser.add_argument("--timeout", type=int, default=600, help="segundos por celda")
+    parser.add_argument(
+        "--outdir", type=Path, default=REPORT_DIR, help="carpeta de salida (por omisión report/)"
+    )
     args = parser.parse_args(argv)
+    paths = Paths(args.outdir)
 
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    # Varias personas (o pruebas) pueden construir a la vez en el mismo árbol:
-    # un candado de archivo las pone en fila para que no se pisen en build/.
-    with open(BUILD_DIR / ".build.lock", "w") as lock:
+    paths.build.mkdir(parents=True, exist_ok=True)
+    # Varias personas (o pruebas) pueden construir a la vez en la misma carpeta:
+    # un candado de archivo las pone en fila para que no choquen en build/.
+    with open(paths.build / ".build.lock", "w") as lock:
         try:
             import fcntl
 
             fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - Windows
             pass
-        return build(args)
+        return build(args, paths)
 
 
-def build(args: argparse.Namespace) -> int:
+def retire_stale_pdf(paths: Paths) -> None:
+    """Un PDF de una construcción anterior no debe parecer el resultado de esta."""
+    if paths.pdf.exists():
+        old = paths.pdf.with_name(paths.pdf.name + ".old")
+        paths.pdf.replace(old)
+        log(f"el PDF anterior se renombró a {paths.show(old)}: no corresponde a esta construcción")
+
+
+def build(args: argparse.Namespace, paths: Paths) -> int:
     """Ejecuta el cuaderno y genera el PDF (o el HTML de respaldo)."""
     import nbformat
 
     started = time.monotonic()
-    shutil.rmtree(BUILD_DIR / "figures", ignore_errors=True)
-    shutil.rmtree(BUILD_DIR / "informe_files", ignore_errors=True)
-    (BUILD_DIR / "figures").mkdir(parents=True)
+    for sub in ("figures", "informe_files", "lab"):
+        shutil.rmtree(paths.build / sub, ignore_errors=True)
+    (paths.build / "figures").mkdir(parents=True)
+    paths.lab.mkdir(parents=True)
+    # Los núcleos heredan el entorno: así saben dónde escribir y leer figuras.
+    os.environ["CHATLIB_FIGURES_DIR"] = str(paths.lab)
+    os.environ["INFORME_BUILD_DIR"] = str(paths.build)
 
     # El laboratorio de carreras genera las figuras race_*.png que el informe incluye.
     lab = nbformat.read(LAB_NOTEBOOK, as_version=4)
@@ -296,8 +367,9 @@ def build(args: argparse.Namespace) -> int:
         execute(lab, args.timeout, cwd=LAB_NOTEBOOK.parent)
     except Exception as exc:  # noqa: BLE001 - se informa y se sale con error
         log(f"ERROR al ejecutar el laboratorio de carreras: {exc}")
+        retire_stale_pdf(paths)
         return 1
-    nbformat.write(lab, BUILD_DIR / f"{LAB_NOTEBOOK.stem}.executed.ipynb")
+    nbformat.write(lab, paths.build / f"{LAB_NOTEBOOK.stem}.executed.ipynb")
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     resolve_metadata(nb)
@@ -305,10 +377,12 @@ def build(args: argparse.Namespace) -> int:
     try:
         execute(nb, args.timeout)
         check_outputs(nb)
+        log(f"referencias citadas: {number_citations(nb)}")
     except Exception as exc:  # noqa: BLE001 - se informa y se sale con error
         log(f"ERROR al ejecutar el cuaderno: {exc}")
+        retire_stale_pdf(paths)
         return 1
-    nbformat.write(nb, BUILD_DIR / "informe.executed.ipynb")
+    nbformat.write(nb, paths.build / "informe.executed.ipynb")
     log(f"cuaderno ejecutado en {time.monotonic() - started:.1f} s")
 
     pdf_ok = False
@@ -316,22 +390,24 @@ def build(args: argparse.Namespace) -> int:
     if missing:
         log(f"ERROR: falta {', '.join(missing)}; no se puede generar el PDF.")
         log(f"En Debian/Ubuntu instale: sudo apt-get install {DEBIAN_PACKAGES}")
-        log("Se genera igualmente la versión HTML: report/informe.html")
+        log(f"Se genera igualmente la versión HTML: {paths.show(paths.html)}")
     else:
         try:
-            tex = export_latex(nb)
-            log(f"LaTeX escrito en {tex.relative_to(ROOT)}; compilando con xelatex …")
+            tex = export_latex(nb, paths)
+            log(f"LaTeX escrito en {paths.show(tex)}; compilando con xelatex …")
             pdf = run_xelatex(tex)
-            shutil.copyfile(pdf, PDF_OUT)
+            shutil.copyfile(pdf, paths.pdf)
             pdf_ok = True
-            log(f"PDF listo: {PDF_OUT.relative_to(ROOT)} ({time.monotonic() - started:.1f} s en total)")
+            log(f"PDF listo: {paths.show(paths.pdf)} ({time.monotonic() - started:.1f} s en total)")
         except Exception as exc:  # noqa: BLE001
             log(f"ERROR al generar el PDF: {exc}")
+    if not pdf_ok:
+        retire_stale_pdf(paths)
 
     if args.html or not pdf_ok:
         try:
-            html = export_html(nb)
-            log(f"HTML listo: {html.relative_to(ROOT)}")
+            html = export_html(nb, paths)
+            log(f"HTML listo: {paths.show(html)}")
         except Exception as exc:  # noqa: BLE001
             log(f"ERROR: tampoco se pudo generar el HTML: {exc}")
             return 1

@@ -22,10 +22,15 @@ GREEN = "#2A9D4B"
 RED = "#B03A2E"
 PURPLE = "#7B3FA0"
 plt.rcParams.update({"font.family": "DejaVu Sans", "font.size": 8})
+# Cada diagrama se dibuja al ancho con que se imprime (el ancho de texto del
+# informe) y con letra de al menos 8 pt: se inserta sin escalar.
+TEXT_WIDTH_IN = 16.0 / 2.54
 
 
 def _canvas(width: float, height: float, xlim: float = 100, ylim: float = 100):
+    """Lienzo de ``width`` × ``height`` pulgadas con coordenadas 0..xlim, 0..ylim."""
     fig, ax = plt.subplots(figsize=(width, height))
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
     ax.set_xlim(0, xlim)
     ax.set_ylim(0, ylim)
     ax.axis("off")
@@ -89,7 +94,7 @@ def _arrow(
     style="-|>",
     ls="-",
     text=None,
-    fs=7,
+    fs=8,
     tcolor=None,
     toff=(0, 1.2),
     rot=None,
@@ -130,7 +135,7 @@ def _arrow(
 
 def tcpip_layers():
     """Las cuatro capas de TCP/IP, dónde está la API de sockets y el encapsulado."""
-    fig, ax = _canvas(7.4, 3.6, 100, 50)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 2.8, 100, 50)
     layers = [
         ("Aplicación", "chat: líneas de texto UTF-8\n(protocolo propio de chatlib)", "#DCE6F5"),
         ("Transporte", "TCP: segmentos, puertos,\nconfiabilidad y orden", "#E3F1E6"),
@@ -141,7 +146,7 @@ def tcpip_layers():
     ys = [35.8, 21.6, 11.8, 2.0]
     for (name, desc, fc), y in zip(layers, ys, strict=False):
         _box(ax, 2, y, 13, h, name, fc=fc, bold=True, fs=8)
-        _box(ax, 16, y, 25, h, desc, fc=fc, fs=6.8)
+        _box(ax, 16, y, 25, h, desc, fc=fc, fs=8)
     # Frontera de la API de sockets (espacio de usuario / núcleo).
     yb = 32.4
     ax.plot([0.5, 97], [yb, yb], color=RED, lw=1.2, ls=(0, (4, 2)))
@@ -150,16 +155,16 @@ def tcpip_layers():
         yb + 0.5,
         "API de sockets: socket(), bind(), connect(), send(), recv()…",
         color=RED,
-        fontsize=6.6,
+        fontsize=8,
         fontweight="bold",
         va="bottom",
     )
-    ax.text(97, yb + 0.5, "espacio de usuario ↑", color=RED, fontsize=6.3, va="bottom", ha="right")
-    ax.text(97, yb - 0.6, "núcleo del sistema operativo ↓", color=RED, fontsize=6.3, va="top", ha="right")
+    ax.text(97, yb + 0.5, "espacio de usuario ↑", color=RED, fontsize=8, va="bottom", ha="right")
+    ax.text(97, yb - 0.6, "núcleo del sistema operativo ↓", color=RED, fontsize=8, va="top", ha="right")
     # Encapsulado a la derecha.
-    x0 = 48
+    x0 = 43
     rows = [
-        ([("datos: «ana: hola\\n»", 26, "#DCE6F5")], "mensaje"),
+        ([("datos: «hola\\n»", 26, "#DCE6F5")], "mensaje"),
         ([("TCP", 8, "#BFE0C6"), ("datos", 18, "#DCE6F5")], "segmento"),
         ([("IP", 7, "#F6D9A8"), ("TCP", 8, "#BFE0C6"), ("datos", 18, "#DCE6F5")], "paquete"),
         (
@@ -187,23 +192,23 @@ def tcpip_layers():
                 text,
                 fc=fc,
                 ec=GREY,
-                fs=6.3,
+                fs=8,
                 radius=0.4,
                 lw=0.7,
                 mono=text.startswith("datos:"),
             )
             x += w
-        ax.text(x0 + 44 + 1, y + 2, label, fontsize=6.8, va="center", color=GREY, style="italic")
+        ax.text(x0 + 44 + 1, y + 2, label, fontsize=8, va="center", color=GREY, style="italic")
     ax.text(
         x0 + 22,
         top + 1.2,
         "Encapsulado al enviar (cada capa agrega su cabecera)",
-        fontsize=7.2,
+        fontsize=8,
         ha="center",
         color=BLUE,
         fontweight="bold",
     )
-    ax.text(21, top + 1.2, "Pila TCP/IP", fontsize=7.2, ha="center", color=BLUE, fontweight="bold")
+    ax.text(21, top + 1.2, "Pila TCP/IP", fontsize=8, ha="center", color=BLUE, fontweight="bold")
     return fig
 
 
@@ -212,7 +217,7 @@ def tcpip_layers():
 
 def handshake():
     """Diagrama de secuencia: conexión (SYN, SYN+ACK, ACK), datos y cierre con FIN."""
-    fig, ax = _canvas(7.2, 5.8, 100, 100)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 4.5, 100, 100)
     ax.set_ylim(-4, 100)
     xc, xs = 35, 67
     ax.text(xc, 97, "Cliente", ha="center", fontsize=9, fontweight="bold", color=BLUE)
@@ -225,7 +230,7 @@ def handshake():
             x + (-1.5 if side == "l" else 1.5),
             y,
             text,
-            fontsize=6.3,
+            fontsize=8,
             family="DejaVu Sans Mono",
             ha="right" if side == "l" else "left",
             va="center",
@@ -237,7 +242,7 @@ def handshake():
             3 if side == "l" else 97,
             y,
             text,
-            fontsize=6.6,
+            fontsize=8,
             family="DejaVu Sans Mono",
             ha="left" if side == "l" else "right",
             va="center",
@@ -247,7 +252,7 @@ def handshake():
     def msg(y1, y2, text, left_to_right=True, color=BLUE, ls="-"):
         x1, x2 = (xc, xs) if left_to_right else (xs, xc)
         _arrow(ax, x1, y1, x2, y2, color=color, ls=ls)
-        ax.text((xc + xs) / 2, (y1 + y2) / 2 + 0.9, text, fontsize=6.4, ha="center", va="bottom", color=color)
+        ax.text((xc + xs) / 2, (y1 + y2) / 2 + 1.5, text, fontsize=8, ha="center", va="bottom", color=color)
 
     def section(y_top, y_bottom, title):
         ax.add_patch(
@@ -255,9 +260,9 @@ def handshake():
                 (1.5, y_bottom), 97, y_top - y_bottom, fc="none", ec="#B8C4D6", lw=0.8, ls=(0, (3, 2))
             )
         )
-        ax.text(3, y_top - 2.2, title, fontsize=7.5, color=BLUE, fontweight="bold", va="center")
+        ax.text(3, y_top - 2.2, title, fontsize=8, color=BLUE, fontweight="bold", va="center")
 
-    section(93.5, 61, "Saludo de tres vías")
+    section(93.5, 61, "Acuerdo en tres pasos (three-way handshake)")
     state(xs, 89, "LISTEN", "r")
     call(89, "listen()", "r")
     state(xc, 86, "CLOSED", "l")
@@ -270,9 +275,11 @@ def handshake():
     call(68.5, "connect() retorna", "l")
     msg(68.5, 63.5, "ACK ack=y+1")
     state(xs, 63.5, "ESTABLISHED", "r")
-    call(63.5, "accept() retorna", "r")
+    # El núcleo completa el acuerdo por sí solo tras listen(); accept() solo desencola.
+    call(63.5, "(en la cola)", "r")
+    call(58.6, "accept() la saca de la cola", "r")
 
-    msg(57, 53, "datos «ana: hola\\n»", color=GREEN)
+    msg(57, 53, "datos «hola\\n»", color=GREEN)
     msg(51, 47, "ACK", left_to_right=False, color=GREEN, ls=(0, (3, 2)))
     call(57, "send()", "l")
     call(53, "recv()", "r")
@@ -296,7 +303,7 @@ def handshake():
         98.5,
         -1.5,
         "verde: llamada al sistema · morado: estado TCP (RFC 9293)",
-        fontsize=6,
+        fontsize=8,
         ha="right",
         va="top",
         color=GREY,
@@ -309,32 +316,35 @@ def handshake():
 
 def berkeley_calls():
     """Secuencia de llamadas de servidor y cliente TCP y cómo se relacionan."""
-    fig, ax = _canvas(7.0, 5.0, 100, 100)
-    xs, xc, w, h = 12, 62, 26, 7
+    fig, ax = _canvas(TEXT_WIDTH_IN, 3.7, 100, 100)
+    ax.set_ylim(4, 100)
+    xs, xc, w, h = 24, 58, 18, 7
     ax.text(xs + w / 2, 97, "Servidor", ha="center", fontsize=9, fontweight="bold", color=BLUE)
     ax.text(xc + w / 2, 97, "Cliente", ha="center", fontsize=9, fontweight="bold", color=BLUE)
     server = [
         ("socket()", 86),
         ("bind()", 75),
         ("listen()", 64),
-        ("accept()", 53),
+        ("accept()", 51),
         ("recv()", 38),
         ("send()", 27),
         ("close()", 8),
     ]
-    client = [("socket()", 86), ("connect()", 53), ("send()", 38), ("recv()", 27), ("close()", 16)]
+    client = [("socket()", 86), ("connect()", 64), ("send()", 38), ("recv()", 27), ("close()", 16)]
+    # socket(), bind() y listen() no bloquean; el núcleo completa el acuerdo en
+    # tres pasos después de listen() y accept() solo saca conexiones de la cola.
     notes_s = {
         "socket()": "AF_INET, SOCK_STREAM",
         "bind()": "dirección y puerto",
-        "listen()": "cola de conexiones",
-        "accept()": "bloquea; retorna un\nsocket nuevo por cliente",
-        "recv()": "bloquea hasta\nque lleguen bytes",
-        "send()": "recv()/send() se repiten\nmientras dure la sesión",
-        "close()": "libera el descriptor",
+        "listen()": "el núcleo acepta y\nencola conexiones",
+        "accept()": "saca una de la cola\n(espera si está vacía);\nsocket nuevo por cliente",
+        "recv()": "espera hasta\nque lleguen bytes",
+        "send()": "se repiten mientras\ndure la sesión",
+        "close()": "envía FIN",
     }
     notes_c = {
         "socket()": "AF_INET, SOCK_STREAM",
-        "connect()": "bloquea durante el\nsaludo de tres vías",
+        "connect()": "espera a que el\nacuerdo termine",
         "close()": "envía FIN",
     }
     for seq, x, notes, side in ((server, xs, notes_s, -1), (client, xc, notes_c, 1)):
@@ -357,7 +367,7 @@ def berkeley_calls():
                     tx,
                     y + h / 2,
                     notes[name],
-                    fontsize=6.2,
+                    fontsize=8,
                     color=GREY,
                     ha="right" if side < 0 else "left",
                     va="center",
@@ -365,22 +375,15 @@ def berkeley_calls():
             if i + 1 < len(seq):
                 _arrow(ax, x + w / 2, y, x + w / 2, seq[i + 1][1] + h, color=GREY, lw=0.9)
     # Relaciones entre ambos lados.
-    _arrow(ax, xc, 56.5, xs + w, 56.5, color=RED, ls=(0, (4, 2)), style="<|-|>")
-    ax.text((xs + w + xc) / 2, 58, "saludo de tres vías", fontsize=6.8, color=RED, ha="center")
+    mid = (xs + w + xc) / 2
+    _arrow(ax, xc, 67.5, xs + w, 67.5, color=RED, ls=(0, (4, 2)), style="<|-|>")
+    ax.text(mid, 69, "acuerdo en\ntres pasos", fontsize=8, color=RED, ha="center", va="bottom")
     _arrow(ax, xc, 41.5, xs + w, 41.5, color=GREEN, ls=(0, (4, 2)))
-    ax.text((xs + w + xc) / 2, 43, "petición (bytes)", fontsize=6.8, color=GREEN, ha="center")
+    ax.text(mid, 43, "petición\n(bytes)", fontsize=8, color=GREEN, ha="center")
     _arrow(ax, xs + w, 30.5, xc, 30.5, color=GREEN, ls=(0, (4, 2)))
-    ax.text((xs + w + xc) / 2, 32, "respuesta (bytes)", fontsize=6.8, color=GREEN, ha="center")
-    _arrow(ax, xc, 19.5, xs + w, 13, color=RED, ls=(0, (4, 2)))
-    ax.text(
-        (xs + w + xc) / 2 + 1,
-        18.2,
-        "FIN: recv() retorna b''",
-        fontsize=6.8,
-        color=RED,
-        ha="center",
-        rotation=9,
-    )
+    ax.text(mid, 32, "respuesta\n(bytes)", fontsize=8, color=GREEN, ha="center")
+    _arrow(ax, xc, 19.5, xs + w, 12, color=RED, ls=(0, (4, 2)))
+    ax.text(mid, 18.5, "FIN: recv()\nretorna b''", fontsize=8, color=RED, ha="center", va="bottom")
     return fig
 
 
@@ -389,9 +392,10 @@ def berkeley_calls():
 
 def framing():
     """Dos líneas enviadas, tres ``recv`` con cortes arbitrarios y el reensamblado."""
-    fig, ax = _canvas(7.2, 2.9, 100, 40)
-    sent = ["ana: hola\\n", ":u\\n"]
-    chunks = ["ana: ho", "la\\n:", "u\\n"]
+    fig, ax = _canvas(TEXT_WIDTH_IN, 2.7, 100, 40)
+    # El cliente envía solo su texto; el prefijo «ana: » lo agrega el servidor al difundir.
+    sent = ["hola\\n", ":u\\n"]
+    chunks = ["ho", "la\\n:", "u\\n"]
     cw = 2.35
 
     def cells(x, y, text, fc, label=None):
@@ -414,21 +418,21 @@ def framing():
                 "␣" if t == " " else t,
                 fc=fc if t != "\\n" else "#F6D9A8",
                 ec=GREY,
-                fs=6.8,
+                fs=8,
                 mono=True,
                 radius=0.2,
                 lw=0.6,
             )
             x += cw
         if label:
-            ax.text(x + 0.8, y + 1.8, label, fontsize=6.5, va="center", color=GREY)
+            ax.text(x + 0.8, y + 1.8, label, fontsize=8, va="center", color=GREY)
         return x
 
     ax.text(
         1,
         35.5,
-        "El emisor llama\ndos veces a send():",
-        fontsize=7,
+        "El cliente ana llama\ndos veces a send():",
+        fontsize=8,
         va="center",
         color=BLUE,
         fontweight="bold",
@@ -439,8 +443,8 @@ def framing():
     ax.text(
         1,
         22,
-        "TCP entrega un\nflujo de bytes;\nel receptor obtiene:",
-        fontsize=7,
+        "TCP entrega un\nflujo de bytes;\nel servidor obtiene:",
+        fontsize=8,
         va="center",
         color=BLUE,
         fontweight="bold",
@@ -452,20 +456,22 @@ def framing():
         1,
         7.5,
         "LineBuffer.feed()\ncorta en cada \\n:",
-        fontsize=7,
+        fontsize=8,
         va="center",
         color=BLUE,
         fontweight="bold",
     )
     x = 26
-    for s in ('"ana: hola"', '":u"'):
-        _box(ax, x, 5.7, len(s) * 1.5 + 2, 3.6, s, fc="#DCE6F5", ec=BLUE, fs=7, mono=True, radius=0.5)
+    for s in ('"hola"', '":u"'):
+        _box(ax, x, 5.7, len(s) * 1.5 + 2, 3.6, s, fc="#DCE6F5", ec=BLUE, fs=8, mono=True, radius=0.5)
         x += len(s) * 1.5 + 6
     ax.text(
         x + 1,
         7.5,
-        "mensajes completos, en orden;\nlo incompleto espera al próximo recv()",
-        fontsize=6.5,
+        "mensajes completos, en orden; lo incompleto\n"
+        "espera al próximo recv(). Luego el servidor\n"
+        "difunde «ana: hola» a los demás.",
+        fontsize=8,
         color=GREY,
         va="center",
     )
@@ -479,24 +485,24 @@ def framing():
 
 def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     """Hilos, sockets, buffers de salida y secciones críticas de ``chatlib.server``."""
-    fig, ax = _canvas(7.6, 5.2, 100, 74)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 4.4, 100, 74)
     queue_text = f"{queue_limit // (1 << 20)} MiB" if queue_limit % (1 << 20) == 0 else f"{queue_limit} B"
     rows = [("ana", 46), ("beto", 30), ("fran", 6)]
     # Bucle de aceptación (arriba, centro).
-    _box(ax, 36, 63, 27, 7.5, "hilo chatlib-accept\nselectors: listener + socketpair", fc="#DCE6F5", fs=6.5)
-    ax.text(49.5, 71.3, "socket de escucha: listen() / accept()", fontsize=6.3, ha="center", color=BLUE)
-    _box(ax, 12, 63, 19, 7.5, "hilo Flusher\nselectors: EVENT_WRITE", fc="#FFF6E5", ec=ORANGE, fs=6.3)
+    _box(ax, 36, 63, 27, 7.5, "hilo chatlib-accept\nselectors: listener + socketpair", fc="#DCE6F5", fs=8)
+    ax.text(49.5, 71.3, "socket de escucha: listen() / accept()", fontsize=8, ha="center", color=BLUE)
+    _box(ax, 12, 63, 19, 7.5, "hilo Flusher\nselectors: EVENT_WRITE", fc="#FFF6E5", ec=ORANGE, fs=8)
     for name, y in rows:
         # Cliente.
-        _box(ax, 0.5, y + 1.5, 8.5, 8, f"cliente\n{name}", fc="#F2F2F2", ec=GREY, fs=6.5)
+        _box(ax, 0.5, y + 1.5, 8.5, 8, f"cliente\n{name}", fc="#F2F2F2", ec=GREY, fs=8)
         # Outbox entre el cliente y su sesión.
-        _box(ax, 12, y, 19, 7, "", fc="#FFF6E5", ec=ORANGE)
-        ax.text(13, y + 5.3, "Outbox", fontsize=6.5, fontweight="bold", color=ORANGE, va="center")
+        _box(ax, 12, y, 21, 7, "", fc="#FFF6E5", ec=ORANGE)
+        ax.text(13, y + 5.3, "Outbox", fontsize=8, fontweight="bold", color=ORANGE, va="center")
         ax.text(
             13,
             y + 2.4,
             f"send(MSG_DONTWAIT)\nresto → cola ≤ {queue_text}",
-            fontsize=5.5,
+            fontsize=8,
             va="center",
             family="DejaVu Sans Mono",
             color="#6b4500",
@@ -505,13 +511,13 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         # Sesión (un hilo por conexión).
         _box(ax, 36, y, 27, 11.5, "", fc="#E3F1E6", ec=GREEN)
         ax.text(
-            37.2, y + 9.4, f"hilo Session ({name})", fontsize=6.6, fontweight="bold", color=GREEN, va="center"
+            37.2, y + 9.4, f"hilo Session ({name})", fontsize=8, fontweight="bold", color=GREEN, va="center"
         )
         ax.text(
             37.2,
             y + 4.3,
-            "recv() bloqueante → LineBuffer\n→ parse_line → handler\n→ Batch.flush()",
-            fontsize=5.7,
+            "recv() → LineBuffer\n→ parse_line\n→ Batch.flush()",
+            fontsize=8,
             va="center",
             family="DejaVu Sans Mono",
             color="#1c4d2a",
@@ -519,9 +525,9 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         # recv: del cliente a su sesión, por arriba del Outbox.
         _arrow(ax, 9, y + 8.5, 36, y + 9.5, color=GREEN, lw=1.0)
         # Respuesta propia hacia su Outbox.
-        _arrow(ax, 36, y + 4, 31, y + 4, color=ORANGE, lw=1.0)
-    ax.text(22.5, 56.3, "recv()", fontsize=5.8, color=GREEN, ha="center")
-    ax.text(49.5, 22, "⋮   un hilo Session por conexión", fontsize=7, ha="center", color=GREY)
+        _arrow(ax, 36, y + 4, 33, y + 4, color=ORANGE, lw=1.0)
+    ax.text(10, 56.2, "recv()", fontsize=8, color=GREEN, ha="left", va="bottom")
+    ax.text(49.5, 22, "⋮   un hilo Session por conexión", fontsize=8, ha="center", color=GREY)
     ax.text(5, 22, "⋮", fontsize=11, ha="center", color=GREY)
     _arrow(
         ax,
@@ -531,54 +537,54 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         57.5,
         color=BLUE,
         text=" accept() + Thread.start()",
-        fs=6,
+        fs=8,
         toff=(0.4, -1.6),
         ha="left",
     )
     # Difusión: la sesión de ana escribe en los Outbox de los demás.
-    _arrow(ax, 36, 48, 31, 35, color=ORANGE, lw=0.9)
-    _arrow(ax, 36, 47.5, 31, 11, color=ORANGE, lw=0.9)
-    ax.text(33.3, 26, "difusión", fontsize=5.7, color=ORANGE, ha="center", rotation=90)
+    _arrow(ax, 36, 48, 33, 35, color=ORANGE, lw=0.9)
+    _arrow(ax, 36, 47.5, 33, 11, color=ORANGE, lw=0.9)
+    ax.text(29.5, 22, "difusión", fontsize=8, color=ORANGE, ha="right", va="center")
     _arrow(ax, 21.5, 53, 21.5, 63, color=ORANGE, lw=0.8, ls=(0, (3, 2)))
-    ax.text(22.5, 59.5, "si el socket se llena", fontsize=5.4, color=ORANGE, va="center")
+    ax.text(22.8, 59.6, "si el socket\nse llena", fontsize=8, color=ORANGE, va="center", ha="left")
     # Estado compartido a la derecha.
     _box(ax, 74, 46, 25, 18, "", fc="#F4ECF7", ec=PURPLE)
-    ax.text(86.5, 61.3, "ChatServer", fontsize=7, fontweight="bold", color=PURPLE, ha="center")
+    ax.text(86.5, 61.3, "ChatServer", fontsize=8, fontweight="bold", color=PURPLE, ha="center")
     ax.text(
         75.2,
         53,
-        "_lock (threading.Lock)\n_names: id → Session\nmembers: tupla inmutable\n"
+        "_lock (threading.Lock)\n_names: id → Session\nmembers: tupla nueva\nen cada cambio\n"
         f"máx. {max_clients} conexiones",
-        fontsize=5.8,
+        fontsize=8,
         va="center",
         family="DejaVu Sans Mono",
     )
     _box(ax, 74, 21, 25, 19, "", fc="#FDECEA", ec=RED)
-    ax.text(86.5, 37.3, "Bank", fontsize=7, fontweight="bold", color=RED, ha="center")
+    ax.text(86.5, 37.3, "Bank", fontsize=8, fontweight="bold", color=RED, ha="center")
     ax.text(
         75.2,
         29,
-        "_lock (threading.Lock)\n_balances: id → saldo\ntransfer(): leer,\n"
+        "lock (threading.Lock)\nledger: id → saldo\ntransfer(): leer,\n"
         "verificar y escribir\nen una sección crítica",
-        fontsize=5.8,
+        fontsize=8,
         va="center",
         family="DejaVu Sans Mono",
     )
-    _box(ax, 74, 5, 25, 9, "consola del servidor\n«[SERVER] Client: …»", fc="#F2F2F2", ec=GREY, fs=6.2)
+    _box(ax, 74, 5, 25, 9, "consola del servidor\n«[SERVER] Client: …»", fc="#F2F2F2", ec=GREY, fs=8)
     # Las sesiones usan el estado compartido (secciones críticas).
     for _, y in rows:
         _arrow(ax, 63, y + 7, 74, 55, color=PURPLE, lw=0.7, ls=(0, (3, 2)))
         _arrow(ax, 63, y + 4, 74, 30.5, color=RED, lw=0.7, ls=(0, (3, 2)))
     _arrow(ax, 63, 9, 74, 9.5, color=GREY, lw=0.7, ls=(0, (3, 2)))
-    ax.text(68.5, 62, "registro de\nusuarios", fontsize=5.6, color=PURPLE, ha="center")
-    ax.text(68.5, 17.5, ":funds, :t", fontsize=5.6, color=RED, ha="center")
+    ax.text(68.5, 64.5, "registro de\nusuarios", fontsize=8, color=PURPLE, ha="center", va="bottom")
+    ax.text(86.5, 18.5, ":funds, :t", fontsize=8, color=RED, ha="center", va="top")
     ax.text(
         0.5,
         0.5,
         "Naranja: bytes hacia los clientes (camino rápido en el hilo que produce el mensaje; "
-        "camino lento en el Flusher).\nVerde: bytes desde los clientes. Punteado: acceso a estado "
-        "compartido, siempre con su lock.",
-        fontsize=5.8,
+        "camino lento en el Flusher).\nVerde: bytes desde los clientes. Punteado: estado compartido; "
+        "se modifica con su lock y members se lee sin lock.",
+        fontsize=8,
         color=GREY,
         va="bottom",
     )

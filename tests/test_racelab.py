@@ -15,11 +15,13 @@ from chatlib.lab.racelab import (
     deadlock_demo,
     describe,
     lost_update_demo,
+    measure_bank_throughput,
     run_experiment,
     run_interleaving,
     run_socket_demo,
     run_trial,
     summarize,
+    throughput_findings,
 )
 from chatlib.lab.strategies import STRATEGIES, UnsafeBank, make_bank
 from chatlib.server import ChatServer
@@ -237,3 +239,46 @@ def test_socket_unsafe_server_breaks_conservation() -> None:
     assert result.confirmed == 48
     assert result.lost_updates > 0
     assert result.bank_total == result.reported_total
+
+
+def test_throughput_measurement_gives_median_and_range_per_point() -> None:
+    points = measure_bank_throughput(
+        ("bank-nolock", "coarse"), (1, 2), operations=2_000, repeats=3, warmup=200
+    )
+    assert [(p.strategy, p.threads) for p in points] == [
+        ("bank-nolock", 1),
+        ("coarse", 1),
+        ("bank-nolock", 2),
+        ("coarse", 2),
+    ]
+    for point in points:
+        assert len(point.samples) == 3
+        assert point.operations >= 2_000
+        assert 0 < point.minimum <= point.median <= point.maximum
+    findings = throughput_findings(points)
+    assert any("Costo del lock" in line for line in findings)
+    assert all("razón de medianas" in line or "Escalamiento" in line for line in findings)
+
+
+def test_bank_without_lock_runs_the_same_code_as_bank() -> None:
+    """La referencia sin lock es ``Bank`` con un lock nulo: con un hilo se comporta igual que ``Bank``."""
+    import random
+
+    from chatlib.bank import InsufficientFunds
+    from chatlib.lab.racelab import _BankWithoutLock
+
+    outcomes = []
+    for bank in (Bank(), _BankWithoutLock()):
+        for name in ("a", "b", "c"):
+            bank.open(name, 100)
+        rng = random.Random(5)
+        trace = []
+        for _ in range(300):
+            source, target = rng.sample(["a", "b", "c"], 2)
+            try:
+                trace.append(bank.transfer(source, target, rng.randint(1, 80)))
+            except InsufficientFunds:
+                trace.append(None)
+        outcomes.append((trace, bank.accounts()))
+    assert outcomes[0] == outcomes[1]
+    assert None in outcomes[0][0], "the plan must also exercise rejected transfers"

@@ -36,12 +36,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_USERS",
     "DemoResult",
+    "ErrorCasesResult",
     "Step",
     "measure_latency",
     "measure_throughput",
     "plot_flow",
     "plot_terminals",
     "run_demo",
+    "run_error_cases",
     "transcripts_html",
 ]
 
@@ -222,6 +224,71 @@ def run_demo(
     )
 
 
+@dataclass
+class ErrorCasesResult:
+    """Lo que vio ``bea`` al equivocarse a propósito, y la consola del servidor."""
+
+    transcript: list[str]
+    console: list[str]
+    inputs: list[str]
+
+
+ERROR_CASES: tuple[tuple[str, str], ...] = (
+    ("ANA", "identificador ocupado (sin distinguir mayúsculas)"),
+    ("bea", "identificador libre"),
+    ("mucho", "saldo inválido: se vuelve a preguntar"),
+    ("-5", "saldo negativo: se vuelve a preguntar"),
+    ("1000", "saldo válido"),
+    (":p - nadie - hola", "privado a un usuario que no existe"),
+    (":t - nadie - 10", "transferencia a un usuario que no existe"),
+    (":t - ana - diez", "monto que no es un número"),
+    (":p ana hola", "comando mal formado"),
+    (":xyz", "comando desconocido"),
+)
+"""Entradas erróneas que escribe ``bea`` (y qué caso ilustra cada una)."""
+
+
+def run_error_cases(timeout: float = 5.0) -> ErrorCasesResult:
+    """Sesión real con entradas erróneas: ``ana`` está conectada y ``bea`` se equivoca.
+
+    Cada entrada espera la respuesta completa del servidor antes de la
+    siguiente (la pregunta repetida, o la única línea de respuesta a un
+    comando), así la transcripción es la misma en cada ejecución.
+    """
+    server = ChatServer("127.0.0.1", 0, console=None)
+    server.start()
+    clients: list[ChatClient] = []
+    try:
+        ana = ChatClient.join(server.address, "ana", 50000, timeout=timeout)
+        clients.append(ana)
+        bea = ChatClient(server.address, timeout=timeout)
+        clients.append(bea)
+        bea.expect(proto.ASK_IDENTIFIER, timeout)
+        phase = "identifier"
+        for text, _case in ERROR_CASES:
+            bea.send(text)
+            if phase == "identifier":
+                reply = bea.expect(lambda line: line in (proto.ASK_IDENTIFIER, proto.ASK_BALANCE), timeout)
+                phase = "balance" if reply == proto.ASK_BALANCE else phase
+            elif phase == "balance":
+                reply = bea.expect(
+                    lambda line: line == proto.ASK_BALANCE or proto.is_balance_set_line(line), timeout
+                )
+                phase = "chat" if reply != proto.ASK_BALANCE else phase
+            else:
+                bea.expect(lambda line: line.startswith(proto.SERVER_PREFIX), timeout)
+        bea.quit(timeout)
+        ana.expect(proto.disconnected_line("bea"), timeout)
+        transcript = list(bea.transcript)
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+    return ErrorCasesResult(
+        transcript=transcript, console=list(server.console_lines), inputs=[text for text, _ in ERROR_CASES]
+    )
+
+
 # --- Mediciones -------------------------------------------------------------------
 
 
@@ -339,15 +406,16 @@ def transcripts_html(result: DemoResult, names: list[str] | None = None) -> str:
 
 
 def _line_color(line: str) -> str:
+    """Color de texto oscuro (se imprime sobre fondo claro) según el tipo de línea."""
     if line.startswith("Me: "):
-        return "#9be28a"
+        return "#1E6B34"
     if " (private): " in line:
-        return "#f5b3f0"
+        return "#7A2A73"
     if "transferred" in line or "dollars" in line or "funds" in line or "balance" in line:
-        return "#ffd479"
+        return "#8A5200"
     if line.startswith(proto.SERVER_PREFIX) or line in (proto.WELCOME, proto.GOODBYE):
-        return "#8ec7ff"
-    return "#e8e8e8"
+        return "#1F3A68"
+    return "#111111"
 
 
 def plot_terminals(
@@ -355,12 +423,20 @@ def plot_terminals(
     names: list[str] | None = None,
     *,
     columns: int = 2,
-    width: float = 7.6,
-    fontsize: float = 6.3,
+    width: float | None = None,
+    fontsize: float = 8.0,
 ) -> Figure:
-    """Figura con una «terminal» por usuario: exactamente lo que vio cada uno."""
+    """Figura con una «terminal» por usuario: exactamente lo que vio cada uno.
+
+    Texto oscuro sobre fondo claro (se imprime bien), al ancho de texto del
+    informe por omisión y con letra de al menos 8 pt (``chatlib.lab.figures``).
+    """
     import matplotlib.pyplot as plt
 
+    from chatlib.lab import figures
+
+    figures.style()
+    width = width or figures.TEXT_WIDTH_IN
     names = names or list(result.transcripts)
     rows = -(-len(names) // columns)
     wspace = 0.03
@@ -376,7 +452,8 @@ def plot_terminals(
     per_row = [max(len(wrapped[n]) for n in names[r * columns : (r + 1) * columns]) for r in range(rows)]
     line_h = fontsize * 1.45 / 72  # pulgadas
     heights = [h * line_h + 0.45 for h in per_row]
-    fig = plt.figure(figsize=(width, sum(heights) + 0.1 * rows))
+    fig_h = sum(heights) + 0.1 * rows + 0.25
+    fig = plt.figure(figsize=(width, fig_h))
     grid = fig.add_gridspec(
         rows,
         columns,
@@ -385,16 +462,17 @@ def plot_terminals(
         wspace=wspace,
         left=0.01,
         right=0.99,
-        top=0.98,
+        top=1 - 0.28 / fig_h,
         bottom=0.01,
     )
     for k, n in enumerate(names):
         ax = fig.add_subplot(grid[k // columns, k % columns])
-        ax.set_facecolor("#1d2330")
+        ax.set_facecolor("#F7F8FA")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
-            spine.set_color("#3a4356")
+            spine.set_visible(True)
+            spine.set_color("#C9CED6")
         ax.set_title(
             f"Terminal de {n}",
             fontsize=fontsize + 1.5,
@@ -453,7 +531,7 @@ def _step_label(step: Step) -> str:
     return f"{step.actor}: «{text[:14]}…»" if len(text) > 15 else f"{step.actor}: «{text}»"
 
 
-def plot_flow(result: DemoResult, width: float = 7.6) -> Figure:
+def plot_flow(result: DemoResult, width: float | None = None) -> Figure:
     """Diagrama del flujo de mensajes en el tiempo: cada usuario es un carril.
 
     Un triángulo es una línea enviada por el usuario; un círculo, una línea que
@@ -463,9 +541,13 @@ def plot_flow(result: DemoResult, width: float = 7.6) -> Figure:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from chatlib.lab import figures
+
+    figures.style()
+    width = width or figures.TEXT_WIDTH_IN
     names = list(result.transcripts)
     lane = {n: len(names) - i for i, n in enumerate(names)}
-    fig, ax = plt.subplots(figsize=(width, 4.6))
+    fig, ax = plt.subplots(figsize=(width, 5.2))
     t0 = result.t0
 
     def ms(t: float) -> float:
@@ -486,7 +568,7 @@ def plot_flow(result: DemoResult, width: float = 7.6) -> Figure:
             len(names) + 0.55,
             _step_label(step),
             rotation=90,
-            fontsize=5.6,
+            fontsize=8,
             ha="center",
             va="bottom",
             color="#33415c",
@@ -511,7 +593,7 @@ def plot_flow(result: DemoResult, width: float = 7.6) -> Figure:
         Line2D([], [], marker="o", ls="", color="#444", label="línea recibida"),
     ]
     ax.legend(
-        handles=handles, fontsize=6.5, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.19), frameon=False
+        handles=handles, fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False
     )
     fig.tight_layout()
     return fig

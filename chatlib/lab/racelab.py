@@ -11,6 +11,10 @@ Dos tipos de experimento:
 - Experimentos estadísticos (``run_trial``, ``run_experiment``): T hilos × K
   transferencias aleatorias con semillas fijas, sin director; mide cuánto
   dinero aparece o desaparece y cuántas transferencias por segundo se logran.
+- Medición de rendimiento (``measure_bank_throughput``): cuánto cuesta cada
+  estrategia, con trabajo suficiente por punto (por omisión 100 000
+  transferencias), una ronda de calentamiento descartada y varias
+  repeticiones alternadas; se informa la mediana con el mínimo y el máximo.
 
 Definiciones usadas en los resultados:
 
@@ -44,21 +48,25 @@ __all__ = [
     "DEADLOCK_SCENARIO",
     "LOST_UPDATE_SCENARIO",
     "STEP_LABELS",
+    "THROUGHPUT_STRATEGIES",
     "InterleavingResult",
     "LabTimeout",
     "Scenario",
     "SocketDemoResult",
     "StepEvent",
+    "ThroughputPoint",
     "TransferOutcome",
     "TrialResult",
     "deadlock_demo",
     "describe",
     "lost_update_demo",
+    "measure_bank_throughput",
     "run_experiment",
     "run_interleaving",
     "run_socket_demo",
     "run_trial",
     "summarize",
+    "throughput_findings",
 ]
 
 DEFAULT_LAB_TIMEOUT = 5.0
@@ -533,6 +541,223 @@ def summarize(results: Iterable[TrialResult]) -> dict[tuple[str, int], dict[str,
             "deadlocks": sum(r.deadlocks for r in group) / n,
         }
     return summary
+
+
+class _NoLock:
+    """Sustituto de ``threading.Lock`` que no sincroniza nada (solo para medir su costo)."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _BankWithoutLock(Bank):
+    """``Bank`` con exactamente su código, pero con el lock reemplazado por uno que no hace nada.
+
+    Comparado con ``Bank`` aísla el costo del lock: el resto del código es el
+    mismo. No es un banco seguro (pierde actualizaciones con varios hilos); solo
+    sirve como referencia de rendimiento.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(lock=_NoLock())
+
+
+THROUGHPUT_STRATEGIES: dict[str, str] = {
+    "bank-nolock": "Bank sin lock (mismo código)",
+    "coarse": "Bank: un lock para todo",
+    "unsafe": "por pasos, sin lock",
+    "ordered": "por pasos, lock por cuenta ordenado",
+}
+"""Estrategias que compara ``measure_bank_throughput`` y su nombre en castellano."""
+
+
+def _throughput_bank(strategy: str) -> Bank:
+    if strategy == "bank-nolock":
+        return _BankWithoutLock()
+    return make_bank(strategy)
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputPoint:
+    """Un punto de la figura de rendimiento: ``samples`` transferencias/s, una por repetición."""
+
+    strategy: str
+    threads: int
+    operations: int
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        ordered = sorted(self.samples)
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
+
+    @property
+    def minimum(self) -> float:
+        return min(self.samples)
+
+    @property
+    def maximum(self) -> float:
+        return max(self.samples)
+
+
+def _timed_run(bank: Bank, plans: Sequence[Sequence[tuple[str, str, int]]], join_timeout: float) -> float:
+    """Ejecuta un plan por hilo contra ``bank`` desde una barrera; devuelve los segundos."""
+    threads = len(plans)
+    start = threading.Barrier(threads + 1)
+
+    def work(plan: Sequence[tuple[str, str, int]]) -> None:
+        start.wait(join_timeout)
+        transfer = bank.transfer
+        for source, target, amount in plan:
+            try:
+                transfer(source, target, amount)
+            except (InsufficientFunds, DeadlockDetected):
+                pass
+
+    workers = [threading.Thread(target=work, args=(plan,), daemon=True) for plan in plans]
+    for worker in workers:
+        worker.start()
+    start.wait(join_timeout)
+    began = time.perf_counter()
+    deadline = began + join_timeout
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.perf_counter()))
+    elapsed = time.perf_counter() - began
+    if any(worker.is_alive() for worker in workers):
+        raise LabTimeout(f"{type(bank).__name__} with {threads} threads did not finish in {join_timeout}s")
+    return elapsed
+
+
+def measure_bank_throughput(
+    strategies: Iterable[str] = tuple(THROUGHPUT_STRATEGIES),
+    thread_counts: Iterable[int] = (1, 2, 4, 8),
+    *,
+    operations: int = 100_000,
+    repeats: int = 5,
+    warmup: int = 10_000,
+    accounts: int = 6,
+    initial_balance: int = 1_000,
+    max_amount: int = 400,
+    seed: int = 0,
+    join_timeout: float = 120.0,
+) -> list[ThroughputPoint]:
+    """Transferencias por segundo de cada estrategia según el número de hilos.
+
+    Cada punto reparte ``operations`` transferencias entre los hilos (el mismo
+    trabajo total para 1 o para 8 hilos) y se repite ``repeats`` veces con un
+    banco nuevo cada vez. Antes de medir, cada estrategia hace ``warmup``
+    transferencias que se descartan. En cada repetición las estrategias se
+    turnan en orden rotado, para que una perturbación de la máquina no
+    favorezca siempre a la misma. Los planes (origen, destino, monto) se
+    generan una vez por número de hilos, fuera del tiempo medido, y son los
+    mismos para todas las estrategias.
+    """
+    if operations < 1 or repeats < 1:
+        raise ValueError("operations and repeats must be >= 1")
+    names = [f"c{i}" for i in range(accounts)]
+    chosen = list(strategies)
+    points: list[ThroughputPoint] = []
+    for threads in thread_counts:
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
+        per_thread = -(-operations // threads)
+        plans = [
+            _plan(random.Random(seed * 1_000_003 + threads * 101 + worker), names, per_thread, max_amount)
+            for worker in range(threads)
+        ]
+        samples: dict[str, list[float]] = {strategy: [] for strategy in chosen}
+        for round_ in range(repeats + (1 if warmup > 0 else 0)):
+            warming = warmup > 0 and round_ == 0
+            order = chosen[round_ % len(chosen) :] + chosen[: round_ % len(chosen)]
+            for strategy in order:
+                bank = _throughput_bank(strategy)
+                for name in names:
+                    bank.open(name, initial_balance)
+                if warming:
+                    share = -(-warmup // threads)
+                    _timed_run(bank, [plan[:share] for plan in plans], join_timeout)
+                    continue
+                elapsed = _timed_run(bank, plans, join_timeout)
+                samples[strategy].append(threads * per_thread / elapsed if elapsed > 0 else float("inf"))
+        points.extend(
+            ThroughputPoint(strategy, threads, threads * per_thread, tuple(samples[strategy]))
+            for strategy in chosen
+        )
+    return points
+
+
+def _overlap(a: ThroughputPoint, b: ThroughputPoint) -> bool:
+    """¿Se tocan los rangos mínimo–máximo? Entonces la diferencia está dentro del ruido."""
+    return a.minimum <= b.maximum and b.minimum <= a.maximum
+
+
+def _compare(a: ThroughputPoint, b: ThroughputPoint) -> str:
+    """«x veces más rápido», «x veces más lento» o «dentro del ruido» (de ``a`` respecto de ``b``)."""
+    ratio = a.median / b.median if b.median else float("inf")
+    text = f"{ratio:.2f}".replace(".", ",")
+    if _overlap(a, b):
+        return f"razón de medianas {text}, dentro del ruido (los rangos se superponen)"
+    return f"razón de medianas {text}, " + ("más rápido" if ratio > 1 else "más lento")
+
+
+def throughput_findings(points: Sequence[ThroughputPoint]) -> list[str]:
+    """Frases en castellano que describen ``points`` tal como salieron (para el cuaderno y el informe).
+
+    Las frases se arman con las medianas y con la superposición de los rangos
+    mínimo–máximo; nada se afirma sin que la medición lo muestre.
+    """
+    by = {(p.strategy, p.threads): p for p in points}
+    threads = sorted({p.threads for p in points})
+    found: list[str] = []
+    low, high = threads[0], threads[-1]
+    if ("bank-nolock", low) in by and ("coarse", low) in by:
+        found.append(
+            f"Costo del lock con {low} hilo: `Bank` con lock frente al mismo código sin lock, "
+            + _compare(by[("coarse", low)], by[("bank-nolock", low)])
+            + "."
+        )
+    if ("bank-nolock", high) in by and ("coarse", high) in by:
+        found.append(
+            f"Con {high} hilos: `Bank` con lock frente a sin lock, "
+            + _compare(by[("coarse", high)], by[("bank-nolock", high)])
+            + "."
+        )
+    if ("ordered", high) in by and ("unsafe", high) in by:
+        found.append(
+            f"Locks por cuenta (por pasos) frente al mismo código sin lock, con {high} hilos: "
+            + _compare(by[("ordered", high)], by[("unsafe", high)])
+            + "."
+        )
+    gains = []
+    for strategy in THROUGHPUT_STRATEGIES:
+        if (strategy, low) not in by:
+            continue
+        best = max((by[(strategy, t)] for t in threads if (strategy, t) in by), key=lambda p: p.median)
+        gains.append(best.median / by[(strategy, low)].median)
+    if gains:
+        top = f"{max(gains):.2f}".replace(".", ",")
+        verdict = (
+            "más hilos no multiplican el rendimiento"
+            if max(gains) < 1.5
+            else "alguna estrategia mejora con más hilos"
+        )
+        found.append(
+            f"Escalamiento: la mejor mediana de cada estrategia es a lo más {top} veces la de {low} hilo; "
+            f"{verdict}."
+        )
+    return found
 
 
 def _is_funds_line(line: str) -> bool:
