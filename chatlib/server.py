@@ -202,7 +202,7 @@ class Session:
         )
 
     def run(self) -> None:
-        """Cuerpo del hilo: saludar, identificar, fondear, conversar, despedirse."""
+        """Cuerpo del hilo: saludar, identificar, pedir el saldo, conversar, despedirse."""
         reason = "connection closed"
         try:
             self.send_lines(proto.WELCOME)

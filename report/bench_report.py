@@ -28,8 +28,17 @@ METRICS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
     ("fanout", "threads_connected"): ("hilos del servidor", "hilos", 0, False),
     ("joins", "joins_per_s"): ("altas (conexión, registro, :q)", "altas/s", 0, True),
     ("transfers", "transfers_per_s"): ("transferencias :t", ":t/s", 0, True),
+    ("transfers_ok", "transfers_per_s"): ("transferencias :t, casi todas aceptadas", ":t/s", 0, True),
+    ("memory", "rss_per_client_kib"): ("memoria por cliente quieto", "KiB", 1, False),
     ("stall", "p99_ms"): ("p99 de los demás, lector detenido", "ms", 2, False),
+    ("fairness", "flood_kib_s"): ("equidad: lo que se lee del emisor que inunda", "KiB/s", 0, True),
+    ("fairness", "readers_min_kib_s"): ("equidad: el lector libre más lento recibe", "KiB/s", 0, True),
+    ("fairness", "slow_reader_kib_s"): ("equidad: el lector a 16 KiB/s recibe", "KiB/s", 1, True),
 }
+"""Solo se comparan estas métricas; un escenario nuevo sin entrada aquí no aparece en la tabla."""
+
+FLOOR = "floor"
+"""En el escenario ``memory`` hay un tercer servidor: un hilo quieto por conexión y nada más."""
 
 STALL_VARIANTS = {
     "none": "todos leen",
@@ -120,13 +129,25 @@ def rows(samples: dict[tuple[str, str, str, str], list[float]]) -> list[Row]:
 
 def param_text(row: Row) -> str:
     """El parámetro en palabras: «N = 100», «2000 clientes», «todos leen»…"""
-    if row.scenario in ("fanout", "latency"):
+    if row.scenario in ("fanout", "latency", "memory"):
         return f"N = {format_number(float(row.param))}"
-    if row.scenario == "joins":
+    if row.scenario in ("joins", "fairness"):
         return f"{format_number(float(row.param))} clientes"
-    if row.scenario == "transfers":
+    if row.scenario in ("transfers", "transfers_ok"):
         return f"{format_number(float(row.param))} :t"
     return STALL_VARIANTS.get(row.param, row.param)
+
+
+def memory_floor(samples: dict[tuple[str, str, str, str], list[float]]) -> list[tuple[str, float, float]]:
+    """(N, KiB por cliente con hilos, KiB del piso) para cada N del escenario ``memory`` que tenga piso."""
+    out = []
+    params = {p for (s, p, server, m) in samples if s == "memory" and server == FLOOR}
+    for param in sorted(params, key=_param_key):
+        threaded = samples.get(("memory", param, "threaded", "rss_per_client_kib"))
+        floor = samples.get(("memory", param, FLOOR, "rss_per_client_kib"))
+        if threaded and floor:
+            out.append((param, statistics.median(threaded), statistics.median(floor)))
+    return out
 
 
 def table_rows(all_rows: list[Row]) -> list[list[str]]:

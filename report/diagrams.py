@@ -485,12 +485,21 @@ def framing():
 
 def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     """Hilos, sockets, buffers de salida y secciones críticas de ``chatlib.server``."""
-    fig, ax = _canvas(TEXT_WIDTH_IN, 4.4, 100, 74)
+    fig, ax = _canvas(TEXT_WIDTH_IN, 4.6, 100, 78)
     queue_text = f"{queue_limit // (1 << 20)} MiB" if queue_limit % (1 << 20) == 0 else f"{queue_limit} B"
     rows = [("ana", 46), ("beto", 30), ("fran", 6)]
     # Bucle de aceptación (arriba, centro).
-    _box(ax, 36, 63, 27, 7.5, "hilo chatlib-accept\nselectors: listener + socketpair", fc="#DCE6F5", fs=8)
-    ax.text(49.5, 71.3, "socket de escucha: listen() / accept()", fontsize=8, ha="center", color=BLUE)
+    _box(
+        ax,
+        36,
+        61.5,
+        27,
+        10.5,
+        "hilo chatlib-accept\npoll/select: listener\n+ despertador",
+        fc="#DCE6F5",
+        fs=8,
+    )
+    ax.text(49.5, 73.2, "socket de escucha: listen() / accept()", fontsize=8, ha="center", color=BLUE)
     _box(ax, 12, 63, 19, 7.5, "hilo Flusher\nselectors: EVENT_WRITE", fc="#FFF6E5", ec=ORANGE, fs=8)
     for name, y in rows:
         # Cliente.
@@ -501,25 +510,23 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         ax.text(
             13,
             y + 2.4,
-            f"send(MSG_DONTWAIT)\nresto → cola ≤ {queue_text}",
+            f"send() no bloqueante\nresto → cola ≤ {queue_text}",
             fontsize=8,
             va="center",
-            family="DejaVu Sans Mono",
             color="#6b4500",
         )
         _arrow(ax, 12, y + 3.5, 9, y + 3.5, color=ORANGE, lw=1.0)
         # Sesión (un hilo por conexión).
-        _box(ax, 36, y, 27, 11.5, "", fc="#E3F1E6", ec=GREEN)
+        _box(ax, 36, y, 29, 11.5, "", fc="#E3F1E6", ec=GREEN)
         ax.text(
             37.2, y + 9.4, f"hilo Session ({name})", fontsize=8, fontweight="bold", color=GREEN, va="center"
         )
         ax.text(
             37.2,
             y + 4.3,
-            "recv() → LineBuffer\n→ parse_line\n→ Batch.flush()",
+            "poll() con plazo → recv()\n→ LineBuffer → parse_line\n→ Batch.flush()",
             fontsize=8,
             va="center",
-            family="DejaVu Sans Mono",
             color="#1c4d2a",
         )
         # recv: del cliente a su sesión, por arriba del Outbox.
@@ -527,18 +534,18 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
         # Respuesta propia hacia su Outbox.
         _arrow(ax, 36, y + 4, 33, y + 4, color=ORANGE, lw=1.0)
     ax.text(10, 56.2, "recv()", fontsize=8, color=GREEN, ha="left", va="bottom")
-    ax.text(49.5, 22, "⋮   un hilo Session por conexión", fontsize=8, ha="center", color=GREY)
+    ax.text(50.5, 22, "⋮   un hilo Session por conexión", fontsize=8, ha="center", color=GREY)
     ax.text(5, 22, "⋮", fontsize=11, ha="center", color=GREY)
     _arrow(
         ax,
         49.5,
-        63,
+        61.5,
         49.5,
         57.5,
         color=BLUE,
         text=" accept() + Thread.start()",
         fs=8,
-        toff=(0.4, -1.6),
+        toff=(0.4, -1.2),
         ha="left",
     )
     # Difusión: la sesión de ana escribe en los Outbox de los demás.
@@ -548,47 +555,110 @@ def architecture(max_clients: int = 256, queue_limit: int = 1 << 20):
     _arrow(ax, 21.5, 53, 21.5, 63, color=ORANGE, lw=0.8, ls=(0, (3, 2)))
     ax.text(22.8, 59.6, "si el socket\nse llena", fontsize=8, color=ORANGE, va="center", ha="left")
     # Estado compartido a la derecha.
-    _box(ax, 74, 46, 25, 18, "", fc="#F4ECF7", ec=PURPLE)
-    ax.text(86.5, 61.3, "ChatServer", fontsize=8, fontweight="bold", color=PURPLE, ha="center")
+    _box(ax, 71.5, 46, 28, 18, "", fc="#F4ECF7", ec=PURPLE)
+    ax.text(85.5, 61.3, "ChatServer", fontsize=8, fontweight="bold", color=PURPLE, ha="center")
     ax.text(
-        75.2,
+        72.7,
         53,
         "_lock (threading.Lock)\n_names: id → Session\nmembers: tupla nueva\nen cada cambio\n"
-        f"máx. {max_clients} conexiones",
+        f"máx. {max_clients} usuarios",
         fontsize=8,
         va="center",
         family="DejaVu Sans Mono",
     )
-    _box(ax, 74, 21, 25, 19, "", fc="#FDECEA", ec=RED)
-    ax.text(86.5, 37.3, "Bank", fontsize=8, fontweight="bold", color=RED, ha="center")
+    _box(ax, 71.5, 21, 28, 19, "", fc="#FDECEA", ec=RED)
+    ax.text(85.5, 37.3, "Bank", fontsize=8, fontweight="bold", color=RED, ha="center")
     ax.text(
-        75.2,
+        72.7,
         29,
-        "lock (threading.Lock)\nledger: id → saldo\ntransfer(): leer,\n"
+        "lock (threading.Lock)\nledger: cuenta → saldo\ntransfer(): leer,\n"
         "verificar y escribir\nen una sección crítica",
         fontsize=8,
         va="center",
         family="DejaVu Sans Mono",
     )
-    _box(ax, 74, 5, 25, 9, "consola del servidor\n«[SERVER] Client: …»", fc="#F2F2F2", ec=GREY, fs=8)
+    _box(
+        ax,
+        71.5,
+        6.5,
+        28,
+        10,
+        "hilo chatlib-console\ncola acotada, una\nescritura por línea",
+        fc="#F2F2F2",
+        ec=GREY,
+        fs=8,
+    )
     # Las sesiones usan el estado compartido (secciones críticas).
     for _, y in rows:
-        _arrow(ax, 63, y + 7, 74, 55, color=PURPLE, lw=0.7, ls=(0, (3, 2)))
-        _arrow(ax, 63, y + 4, 74, 30.5, color=RED, lw=0.7, ls=(0, (3, 2)))
-    _arrow(ax, 63, 9, 74, 9.5, color=GREY, lw=0.7, ls=(0, (3, 2)))
-    ax.text(68.5, 64.5, "registro de\nusuarios", fontsize=8, color=PURPLE, ha="center", va="bottom")
-    ax.text(86.5, 18.5, ":funds, :t", fontsize=8, color=RED, ha="center", va="top")
+        _arrow(ax, 65, y + 7, 71.5, 55, color=PURPLE, lw=0.7, ls=(0, (3, 2)))
+        _arrow(ax, 65, y + 4, 71.5, 30.5, color=RED, lw=0.7, ls=(0, (3, 2)))
+    _arrow(ax, 65, 9, 71.5, 11, color=GREY, lw=0.7, ls=(0, (3, 2)))
+    ax.text(68.8, 65, "registro de\nusuarios", fontsize=8, color=PURPLE, ha="center", va="bottom")
+    ax.text(85.5, 19.8, ":funds, :t", fontsize=8, color=RED, ha="center", va="top")
     ax.text(
         0.5,
         0.5,
         "Naranja: bytes hacia los clientes (camino rápido en el hilo que produce el mensaje; "
-        "camino lento en el Flusher).\nVerde: bytes desde los clientes. Punteado: estado compartido; "
-        "se modifica con su lock y members se lee sin lock.",
+        "camino lento en el Flusher).\nVerde: bytes desde los clientes. Punteado: estado compartido, "
+        "que se modifica con su lock.",
         fontsize=8,
         color=GREY,
         va="bottom",
     )
     return fig
+
+
+def captured_sequence(capture, payload_limit: int = 40):
+    """La captura real de ``chatlib.lab.capture`` al ancho impreso, con letra de 8 pt o más.
+
+    Dibuja con ``plot_sequence`` (el mismo diagrama del cuaderno 00) y ajusta lo
+    que el papel exige: ancho de texto, letra mínima, fases con los nombres del
+    informe y, si la hay, la pausa más larga entre dos segmentos, anotada con su
+    duración medida.
+    """
+    from chatlib.lab import figures
+    from chatlib.lab.capture import plot_sequence
+    from matplotlib.text import Text
+
+    figures.style()
+    segments = capture.segments
+    row = min(0.19, 3.8 / max(1, len(segments)))
+    fig = plot_sequence(capture, payload_limit=payload_limit, width=TEXT_WIDTH_IN, row_height=row)
+    names = {"saludo": "acuerdo en tres pasos", "datos": "datos", "cierre": "cierre"}
+    for text in fig.findobj(Text):
+        if text.get_text().strip() and text.get_fontsize() < figures.MIN_FONT_PT:
+            text.set_fontsize(figures.MIN_FONT_PT)
+        if text.get_text() in names:
+            text.set_text(names[text.get_text()])
+        if text.get_position()[0] == 0.5 and text.get_text().strip():
+            # Las banderas y números van sobre las flechas: un fondo blanco las deja leer.
+            text.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.6})
+            text.set_zorder(4)
+    gap = longest_gap(segments)
+    if gap is not None:
+        index, ms = gap
+        ax = fig.axes[0]
+        ax.text(
+            1.04,
+            -index - 0.35,
+            f"← {figures.format_number(ms, 1)} ms después del anterior",
+            ha="left",
+            va="center",
+            fontsize=8,
+            color=RED,
+        )
+    fig.tight_layout()
+    return fig
+
+
+def longest_gap(segments, minimum_ms: float = 10.0):
+    """(índice de base 0, milisegundos) del segmento que llegó tras la pausa más larga, o ``None``."""
+    best = None
+    for index in range(1, len(segments)):
+        ms = segments[index].time_ms - segments[index - 1].time_ms
+        if ms >= minimum_ms and (best is None or ms > best[1]):
+            best = (index, ms)
+    return best
 
 
 ALL = {

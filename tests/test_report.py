@@ -221,6 +221,34 @@ def test_real_sessions_are_in_the_report(text: str) -> None:
     assert "Usage: :p - <Identifier> - <Message>" in flat
 
 
+def test_server_description_follows_the_current_code(text: str) -> None:
+    from chatlib.server import build_parser
+
+    flat = _flat(text)
+    # Ejecución: cada opción de la línea de comandos del servidor, y el primer cuaderno del curso.
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            if option.startswith("--"):
+                assert option in flat, f"la sección Ejecución no menciona {option}"
+    assert "notebooks/00_sockets_paso_a_paso.ipynb" in flat
+    # La sección 3 describe el servidor endurecido, no el de antes.
+    for needle in ("chatlib-console", "no bloqueantes", "select.poll()", "hold_account", "wait_for_room"):
+        assert needle in flat, f"la sección 3 no menciona {needle!r}"
+    for stale in ("MSG_DONTWAIT", "BACKPRESSURE_WAIT", "remove_session", "fondear", "_shutdown_socket"):
+        assert stale not in flat, f"el informe todavía dice {stale!r}"
+
+
+def test_handshake_figure_says_whether_it_is_a_capture(text: str) -> None:
+    flat = _flat(text)
+    captured = "es la captura de una conexión real del chat" in flat
+    drawn = "es un diagrama dibujado y no una captura real" in flat
+    assert captured != drawn, "la sección 2.2 debe decir si la figura es una captura o un dibujo"
+    if sys.platform.startswith("linux") and os.geteuid() == 0:
+        assert captured, "como root en Linux la construcción debe usar la captura real"
+    if captured:
+        assert "TIME_WAIT" in flat and "segmentos de la captura" in flat
+
+
 def test_race_lab_method_and_honest_results(text: str) -> None:
     flat = _flat(text)
     assert "sys.getswitchinterval()" in flat
@@ -331,6 +359,28 @@ def test_bench_section_shows_every_row_of_the_committed_run() -> None:
     assert {(s, p) for s, p in measured if s in known} == shown
     assert all(len(cells) == 6 for cells in bench_report.table_rows(rows))
     assert any(r.verdict == "asyncio" for r in rows), "las filas que pierde el servidor con hilos también van"
+
+
+def test_bench_section_takes_new_scenarios_without_breaking() -> None:
+    import bench_report
+
+    samples: dict[tuple[str, str, str, str], list[float]] = {}
+    for server, base in (("threaded", 1.0), ("asyncio", 2.0)):
+        samples[("transfers_ok", "50000", server, "transfers_per_s")] = [base * 100, base * 110]
+        samples[("memory", "1000", server, "rss_per_client_kib")] = [base * 30, base * 31]
+        for metric in ("flood_kib_s", "readers_min_kib_s", "slow_reader_kib_s", "paced_cut"):
+            samples[("fairness", "100", server, metric)] = [base * 10, base * 12]
+    samples[("memory", "1000", "floor", "rss_per_client_kib")] = [20.0, 21.0]
+    rows = bench_report.rows(samples)
+    assert {(r.scenario, r.param) for r in rows} == {
+        ("transfers_ok", "50000"),
+        ("memory", "1000"),
+        ("fairness", "100"),
+    }
+    cells = bench_report.table_rows(rows)
+    assert all(len(row) == 6 for row in cells)
+    assert {row[1] for row in cells} == {"50\u202f000 :t", "N = 1000", "100 clientes"}
+    assert bench_report.memory_floor(samples) == [("1000", 30.5, 20.5)]
 
 
 def test_bench_verdicts_follow_the_noise_bands() -> None:
