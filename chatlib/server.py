@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from types import FrameType
 
 from chatlib import protocol as proto
@@ -149,20 +150,29 @@ class Batch:
         if not self._ops:
             return
         congested: list[Session] = []
-        targeted = {target for target, _ in self._ops if target is not None}
-        if any(target is None for target, _ in self._ops):
-            common = _encode(line for target, line in self._ops if target is None)
+        sender = self.sender
+        # Una sola pasada por las operaciones: cada destinatario particular
+        # recibe, en orden, sus líneas y las difusiones (salvo el emisor).
+        common: list[str] = []
+        personal: dict[Session, list[str]] = {}
+        for who, line in self._ops:
+            if who is None:
+                common.append(line)
+                for target, lines in personal.items():
+                    if target is not sender:
+                        lines.append(line)
+            elif (lines := personal.get(who)) is not None:
+                lines.append(line)
+            else:
+                personal[who] = [line] if who is sender else [*common, line]
+        if common:
+            data = _encode(common)
             for member in members:
-                if member is not self.sender and member not in targeted:
-                    member.deliver(common)
+                if member is not sender and member not in personal:
+                    member.deliver(data)
                     if member.outbox.congested:
                         congested.append(member)
-        for target in targeted:
-            lines = (
-                line
-                for who, line in self._ops
-                if who is target or (who is None and target is not self.sender)
-            )
+        for target, lines in personal.items():
             target.deliver(_encode(lines))
             if target.outbox.congested:
                 congested.append(target)
@@ -197,6 +207,7 @@ class Session:
         self._hinted = False
         self._tokens = float(server.max_line_rate)
         self._tokens_at = accepted_at
+        self._bank_hold: AbstractContextManager[None] | None = None
         self.thread = threading.Thread(
             target=self.run, name=f"chatlib-client-{peer[0]}:{peer[1]}", daemon=True
         )
@@ -364,22 +375,43 @@ class Session:
             quitting = False
             handled = 0
             budget = self._line_budget()
-            while self._inbox and not quitting and handled < budget:
-                item = self._inbox.popleft()
-                handled += 1
-                if isinstance(item, proto.ProtocolError):
-                    batch.reply(proto.server_line(str(item)))
-                    continue
-                if proto.might_be_command(item):
-                    command = proto.parse_line(item)
-                    quitting = HANDLERS[command.name](self, command, batch)
-                else:
-                    self.relay(item, batch)
+            try:
+                while self._inbox and not quitting and handled < budget:
+                    item = self._inbox.popleft()
+                    handled += 1
+                    if isinstance(item, proto.ProtocolError):
+                        batch.reply(proto.server_line(str(item)))
+                        continue
+                    if proto.might_be_command(item):
+                        command = proto.parse_line(item)
+                        quitting = HANDLERS[command.name](self, command, batch)
+                    else:
+                        self.relay(item, batch)
+            finally:
+                self._release_bank()
             batch.flush(self.server.members)
             if quitting:
                 self._inbox.clear()
                 return "quit"
             self._tokens -= handled
+
+    def _bank(self) -> Bank:
+        """El banco, con su lock tomado una sola vez por lote (ver ``Bank.held``).
+
+        Se suelta en ``_release_bank`` antes de enviar el lote: nunca se espera
+        a un socket con el banco tomado.
+        """
+        bank = self.server.bank
+        if self._bank_hold is None and self.server.bank_batches:
+            hold = bank.held()
+            hold.__enter__()
+            self._bank_hold = hold
+        return bank
+
+    def _release_bank(self) -> None:
+        hold, self._bank_hold = self._bank_hold, None
+        if hold is not None:
+            hold.__exit__(None, None, None)
 
     def _line_budget(self) -> float:
         """``--max-line-rate``: cuántas líneas se pueden procesar ahora (espera si ninguna).
@@ -443,7 +475,7 @@ class Session:
     def on_funds(self, command: proto.Command, batch: Batch) -> bool:
         """``:funds``: saldo actual, solo para quien pregunta."""
         assert self.account is not None
-        batch.reply(proto.funds_line(self.server.bank.balance(self.account)))
+        batch.reply(proto.funds_line(self._bank().balance(self.account)))
         return False
 
     def on_transfer(self, command: proto.Command, batch: Batch) -> bool:
@@ -470,7 +502,7 @@ class Session:
         target, account = held
         assert target.identifier is not None
         try:
-            remaining = self.server.bank.transfer(self.account, account, amount)
+            remaining = self._bank().transfer(self.account, account, amount)
         except InsufficientFunds:
             batch.reply(proto.INSUFFICIENT_FUNDS)
         except UnknownAccount:
@@ -619,6 +651,9 @@ class ChatServer:
         self.max_line_rate = max_line_rate
         self.newline_hint_after = newline_hint_after
         self.bank = bank if bank is not None else Bank()
+        # Solo el banco de producción procesa lotes con un lock: las estrategias
+        # del laboratorio existen para mostrar qué pasa operación por operación.
+        self.bank_batches = type(self.bank) is Bank
         self.handshake_timeout = handshake_timeout
         self.queue_limit = queue_limit
         self.console_history = console_history
