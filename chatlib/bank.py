@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_JOURNAL_SIZE = 1000
+_ALREADY_HELD: AbstractContextManager[object] = nullcontext()
 """Entradas recientes que guarda el diario; los contadores cuentan todo."""
 
 
@@ -60,10 +61,15 @@ class InsufficientFunds(BankError):
     """El saldo del emisor no alcanza: transferir dejaría un saldo negativo."""
 
     def __init__(self, account: str, balance: int, amount: int) -> None:
-        super().__init__(f"{account!r} has {balance}, cannot pay {amount}")
+        # El mensaje se arma solo si alguien lo pide: en ráfagas de ``:t`` sin
+        # fondos esta excepción se crea miles de veces por segundo.
+        super().__init__(account, balance, amount)
         self.account = account
         self.balance = balance
         self.amount = amount
+
+    def __str__(self) -> str:
+        return f"{self.account!r} has {self.balance}, cannot pay {self.amount}"
 
 
 class InvalidAmount(BankError):
@@ -209,7 +215,7 @@ class Bank:
     def _guard(self) -> AbstractContextManager[object]:
         """El lock, o nada si este hilo ya lo tiene por ``held``."""
         if self._holder is not None and self._holder == threading.get_ident():
-            return nullcontext()
+            return _ALREADY_HELD
         return self.lock
 
     def open(self, account: str, balance: int) -> None:
@@ -234,7 +240,8 @@ class Bank:
         Lectura, verificación y escritura de ambas cuentas ocurren dentro del
         mismo lock: o se aplica la transferencia completa o no cambia nada.
         """
-        validate_amount(amount, allow_zero=False)
+        if type(amount) is not int or amount <= 0:
+            validate_amount(amount, allow_zero=False)
         if source == target:
             raise SelfTransfer(source)
         with self._guard():

@@ -128,7 +128,8 @@ class Batch:
 
     def reply(self, *lines: str) -> None:
         """Líneas solo para quien envió el lote."""
-        self._ops.extend((self.sender, line) for line in lines)
+        for line in lines:
+            self._ops.append((self.sender, line))
 
     def to(self, target: Session, line: str) -> None:
         """Una línea para un usuario en particular."""
@@ -161,8 +162,8 @@ class Batch:
                 for target, lines in personal.items():
                     if target is not sender:
                         lines.append(line)
-            elif (lines := personal.get(who)) is not None:
-                lines.append(line)
+            elif who in personal:
+                personal[who].append(line)
             else:
                 personal[who] = [line] if who is sender else [*common, line]
         if common:
@@ -495,14 +496,18 @@ class Session:
         if proto.identifier_key(target_name) == proto.identifier_key(self.identifier):
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
             return False
-        held = self.server.hold_account(target_name)
-        if held is None:
+        bank = self._bank()
+        # Con el banco tomado para el lote, ninguna cuenta se cierra ni se reabre
+        # hasta soltarlo: basta resolver la cuenta, sin retenerla.
+        held = self._bank_hold is not None
+        found = self.server.member_account(target_name) if held else self.server.hold_account(target_name)
+        if found is None:
             batch.reply(self._no_such_user(target_name))
             return False
-        target, account = held
+        target, account = found
         assert target.identifier is not None
         try:
-            remaining = self._bank().transfer(self.account, account, amount)
+            remaining = bank.transfer(self.account, account, amount)
         except InsufficientFunds:
             batch.reply(proto.INSUFFICIENT_FUNDS)
         except UnknownAccount:
@@ -513,7 +518,8 @@ class Session:
             batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
             batch.to(target, proto.transfer_received_line(self.identifier, amount))
         finally:
-            self.server.unhold_account(account)
+            if not held:
+                self.server.unhold_account(account)
         return False
 
     def on_help(self, command: proto.Command, batch: Batch) -> bool:
@@ -880,6 +886,14 @@ class ChatServer:
             account = session.account
             self._held[account] = self._held.get(account, 0) + 1
             return session, account
+
+    def member_account(self, identifier: str) -> tuple[Session, str] | None:
+        """Como ``hold_account`` pero sin retener: solo para quien tiene el banco tomado."""
+        with self._lock:
+            session = self._names.get(proto.identifier_key(identifier))
+            if session is None or not session.joined or session.account is None:
+                return None
+            return session, session.account
 
     def unhold_account(self, account: str) -> None:
         """Termina lo empezado con ``hold_account``."""
