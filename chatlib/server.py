@@ -35,7 +35,7 @@ from types import FrameType
 
 from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds, UnknownAccount
-from chatlib.console import ConsoleWriter, RateLimitedLog, write_line
+from chatlib.console import ConsoleWriter, RateLimitedLog, write_line, write_lines
 from chatlib.outbox import DEFAULT_QUEUE_LIMIT, Flusher, Outbox
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,7 @@ class Session:
         # pueda referirse a ella (ver ChatServer.open_account).
         self.account: str | None = None
         self.balance_line = ""
+        self._greeting = ""
         self.joined = False
         self.in_handshake = False
         self.has_turn = False
@@ -217,8 +218,12 @@ class Session:
         """Cuerpo del hilo: saludar, identificar, fondear, conversar, despedirse."""
         reason = "connection closed"
         try:
-            self.send_lines(proto.WELCOME)
-            self.server.wait_turn(self)
+            if self.server.wait_turn(self, block=False):
+                # Con cupo libre el saludo sale junto con la primera pregunta: un ``send``.
+                self._greeting = proto.WELCOME
+            else:
+                self.send_lines(proto.WELCOME)
+                self.server.wait_turn(self)
             if self.identify() and self.fund():
                 self.server.end_handshake(self)
                 reason = self.chat() if self.join() else "the chat is full"
@@ -257,7 +262,11 @@ class Session:
         se vuelve a preguntar. Todo el saludo vence en ``self.deadline``.
         """
         while True:
-            self.send_lines(question)
+            if self._greeting:
+                self.send_lines(self._greeting, question)
+                self._greeting = ""
+            else:
+                self.send_lines(question)
             while not self._inbox:
                 if not self._receive(self.deadline):
                     return None
@@ -665,7 +674,11 @@ class ChatServer:
         self.console_history = console_history
         self.console_lines: list[str] = []
         self._console_lock = threading.Lock()
-        self._writer = ConsoleWriter(console) if console is not None else None
+        self._writer = (
+            None
+            if console is None
+            else ConsoleWriter(console, batch_sink=write_lines if console is write_line else None)
+        )
         self.flusher = Flusher()
         self.stopping = False
         self.stop_deadline = math.inf
@@ -802,16 +815,19 @@ class ChatServer:
             sock.close()
         log.info("refused a connection: %s", notice.removeprefix(proto.SERVER_PREFIX))
 
-    def wait_turn(self, session: Session) -> None:
+    def wait_turn(self, session: Session, *, block: bool = True) -> bool:
         """Espera a que ``session`` pueda responder preguntas según el cupo de su dirección.
 
         Lanza ``TimeoutError`` si vence el plazo de su saludo y ``ServerStopping``
-        si el servidor se detiene.
+        si el servidor se detiene. Con ``block=False`` no espera: ``False`` si
+        no había cupo (y no toma turno).
         """
         per_ip = self.max_handshakes_per_ip
         host = session.peer[0]
         with self._turns:
             while per_ip and self._asking.get(host, 0) >= per_ip:
+                if not block:
+                    return False
                 if self.stopping:
                     raise ServerStopping
                 remaining = session.deadline - time.monotonic()
@@ -822,6 +838,7 @@ class ChatServer:
                 raise ServerStopping
             self._asking[host] = self._asking.get(host, 0) + 1
             session.has_turn = True
+            return True
 
     def end_handshake(self, session: Session) -> None:
         """El saludo terminó (bien o mal): libera su cupo y despierta a quien espera turno."""
