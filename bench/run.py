@@ -31,7 +31,7 @@ if __package__ in (None, ""):
     # Ejecutado como script: el paquete ``bench`` está en la raíz del repositorio.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import driver, servers  # noqa: E402
+from bench import driver, readme, servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parent / "runs"
@@ -856,7 +856,7 @@ def publish(run: str) -> int:
     for name in OUTPUT_FILES:
         shutil.copy2(source / name, RESULTS / name)
     print(f"published {source} -> {RESULTS}")
-    return 0
+    return readme.main()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -385,10 +385,17 @@ class Session:
             quitting = False
             handled = 0
             budget = self._line_budget()
+            prefix = proto.chat_line(self.identifier or "", "")
             try:
                 while self._inbox and not quitting and handled < budget:
                     item = self._inbox.popleft()
                     handled += 1
+                    if isinstance(item, str) and ":" not in item and item.isprintable():
+                        # El caso de una ráfaga: sin ":" no es comando ni emoji, e
+                        # imprimible no hay nada que sanear; igual que ``relay``.
+                        if text := item.strip():
+                            batch.broadcast(prefix + text)
+                        continue
                     if isinstance(item, proto.ProtocolError):
                         batch.reply(proto.server_line(str(item)))
                         continue
