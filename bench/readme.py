@@ -104,7 +104,9 @@ def performance_table(values: dict[Key, list[float]], summary: str) -> str:
         )
     for param in _params(values, "joins"):
         a, b = med("joins", param, A, "joins_per_s"), med("joins", param, B, "joins_per_s")
-        rows.append(("joins per second (connect, handshake, `:q`)", _big(a), _big(b), f"{a / b:.2f}"))
+        floor = med("joins", param, FLOOR, "joins_per_s")
+        note = f"; one-thread floor {_big(floor)}" if floor == floor else ""
+        rows.append((f"joins per second (connect, handshake, `:q`{note})", _big(a), _big(b), f"{a / b:.2f}"))
     for scenario, label in (("transfers", "most rejected for funds"), ("transfers_ok", "most succeed")):
         for param in _params(values, scenario):
             a, b = med(scenario, param, A, "transfers_per_s"), med(scenario, param, B, "transfers_per_s")
