@@ -252,6 +252,27 @@ class Bank:
         with self.lock:
             return self._move(source, target, amount)
 
+    def transfer_if_funds(self, source: str, target: str, amount: int) -> int | None:
+        """Como ``transfer``, pero ``None`` (sin excepción) si los fondos no alcanzan.
+
+        Un ``:t`` rechazado por fondos es el caso común de una ráfaga: crear,
+        lanzar y atrapar la excepción costaba más que la transferencia.
+        """
+        if type(amount) is not int or amount <= 0:
+            validate_amount(amount, allow_zero=False)
+        if source == target:
+            raise SelfTransfer(source)
+        if self._holder is not None and self._holder == threading.get_ident():
+            return self._move_if_funds(source, target, amount)
+        with self.lock:
+            return self._move_if_funds(source, target, amount)
+
+    def _move_if_funds(self, source: str, target: str, amount: int) -> int | None:
+        balances = self.ledger.balances
+        if source in balances and target in balances and balances[source] < amount:
+            return None
+        return self._move(source, target, amount)
+
     def _move(self, source: str, target: str, amount: int) -> int:
         """El cuerpo de ``transfer``; quien llama tiene el lock."""
         balances = self.ledger.balances

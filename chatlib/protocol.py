@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 ENCODING: Final = "utf-8"
 MAX_LINE_BYTES: Final = 4096
@@ -255,17 +255,18 @@ def render_emojis(text: str) -> str:
     return " ".join(EMOJIS.get(word, word) for word in text.split(" "))
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):
     """Una línea ya analizada.
 
     ``name`` es ``chat`` para mensajes normales, el nombre del comando (``q``,
     ``p``, ``u``, ``funds``, ``t``, ``h``) para comandos válidos, o ``error``
     cuando la línea es un comando mal formado (``error`` lleva la explicación).
+    Una tupla con nombre (inmutable) porque se crea una por comando y así
+    cuesta menos que una ``dataclass(frozen=True)``.
     """
 
     name: str
-    args: tuple[str, ...] = field(default=())
+    args: tuple[str, ...] = ()
     error: str = ""
 
 

@@ -523,19 +523,28 @@ class Session:
         target, account = found
         assert target.identifier is not None
         try:
-            remaining = bank.transfer(self.account, account, amount)
+            # El banco de producción rechaza por fondos sin excepción (el caso común).
+            remaining = (
+                bank.transfer_if_funds(self.account, account, amount)
+                if self.server.bank_batches
+                else bank.transfer(self.account, account, amount)
+            )
         except InsufficientFunds:
-            batch.reply(proto.INSUFFICIENT_FUNDS)
+            remaining = None
         except UnknownAccount:
             batch.reply(self._no_such_user(target_name))
+            return False
         except BankError as exc:
             batch.reply(proto.server_line(f"The transfer was rejected: {exc}."))
-        else:
-            batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
-            batch.to(target, proto.transfer_received_line(self.identifier, amount))
+            return False
         finally:
             if not held:
                 self.server.unhold_account(account)
+        if remaining is None:
+            batch.reply(proto.INSUFFICIENT_FUNDS)
+        else:
+            batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
+            batch.to(target, proto.transfer_received_line(self.identifier, amount))
         return False
 
     def on_help(self, command: proto.Command, batch: Batch) -> bool:
