@@ -3,8 +3,9 @@
 Acepta, lanza un ``threading.Thread`` por conexión (como exige el requisito 8),
 y ese hilo hace el saludo mínimo del protocolo (para que el generador de carga
 lo cuente como unido) y luego queda bloqueado en ``recv`` hasta que el cliente
-se va. No hay chat, banco, colas ni registro de usuarios: la memoria residente
-que crece por cliente es lo que cuesta el hilo en sí (su pila tocada, su estado
+se va (a ``:q`` responde la despedida y cierra: así también es el techo de
+altas por segundo). No hay chat, banco, colas ni registro de usuarios: la
+memoria residente que crece por cliente es lo que cuesta el hilo en sí (su pila tocada, su estado
 en el intérprete y en glibc) más un socket. ``bench/run.py`` la mide junto a
 los otros dos servidores en la misma corrida: es la cota inferior con la que se
 compara ``chatlib.server``.
@@ -27,6 +28,7 @@ from chatlib import protocol as proto  # noqa: E402
 
 _GREETING = (proto.WELCOME + "\n" + proto.ASK_IDENTIFIER + "\n").encode()
 _ASK_BALANCE = (proto.ASK_BALANCE + "\n").encode()
+_GOODBYE = (proto.GOODBYE + "\n").encode()
 
 
 def _read_line(sock: socket.socket) -> bytes | None:
@@ -51,6 +53,10 @@ def _serve(sock: socket.socket) -> None:
         if balance is None:
             return
         sock.sendall((proto.balance_set_line(int(balance or b"0")) + "\n").encode())
+        # ``:q`` recibe la despedida: así el mismo hilo mínimo sirve de techo para las altas por segundo.
+        if _read_line(sock) == b":q":
+            sock.sendall(_GOODBYE)
+            sock.shutdown(socket.SHUT_WR)
         while sock.recv(4096):
             pass
     except (OSError, ValueError):

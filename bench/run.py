@@ -31,7 +31,7 @@ if __package__ in (None, ""):
     # Ejecutado como script: el paquete ``bench`` está en la raíz del repositorio.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import driver, servers  # noqa: E402
+from bench import driver, readme, servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parent / "runs"
@@ -294,7 +294,9 @@ def run_joins(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
             "settle_s": settle,
         }
 
-    for rep, kind in alternating(kinds, cfg.repeats):
+    # ``floor``, intercalado con los otros dos: el techo de un hilo por conexión
+    # (el servidor mínimo, con el mismo saludo y ``:q``) medido bajo la misma carga.
+    for rep, kind in alternating([*kinds, FLOOR], cfg.repeats):
         measure(rec, "joins", str(cfg.joins), kind, rep, cfg.join_concurrency * 4 + 16, body)
 
 
@@ -510,6 +512,19 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
 
     p = str(cfg.joins)
     rows = [["joins/s", *cols("joins", p, "joins_per_s")]]
+    floor_joins = rec.median("joins", p, FLOOR, "joins_per_s")
+    if not math.isnan(floor_joins):
+        threaded_joins = rec.median("joins", p, A, "joins_per_s") if A in kinds else math.nan
+        rows.append(
+            [
+                "floor joins/s (ceiling)",
+                _num(floor_joins),
+                *[""] * (len(names) - 1),
+            ]
+        )
+        rows.append(
+            ["threaded / floor", _num(ratio(threaded_joins, floor_joins), 2), *[""] * (len(names) - 1)]
+        )
     for metric in ("threads_base", "threads_after", "fds_base", "fds_after", "failures"):
         rows.append([metric, *cols("joins", p, metric)])
     rows.append(
@@ -528,7 +543,9 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
     table(
         "Joins (connect + handshake + :q)",
         f"{cfg.joins} clients, {cfg.join_concurrency} in flight; thread and descriptor counts of the "
-        "server before and after (waiting up to 5 s for them to settle).",
+        "server before and after (waiting up to 5 s for them to settle). `floor` is "
+        "`bench/floor_server.py` (a thread per connection, the same handshake and `:q`, nothing "
+        "else): the ceiling of one thread per connection on this machine, in the first column.",
         ["metric", *names],
         rows,
     )
@@ -713,6 +730,36 @@ def targets(rec: Recorder, cfg: Config, kinds: list[str]) -> list[tuple[str, boo
             f"{clean('stall', 'held') and clean('stall', 'overflow')}",
         )
     )
+    if B in kinds:
+        out += issue12_targets(rec, cfg)
+    return out
+
+
+def issue12_targets(rec: Recorder, cfg: Config) -> list[tuple[str, bool | None, str]]:
+    """Los objetivos del issue 12: cada fila contra la referencia asyncio (medianas)."""
+    out: list[tuple[str, bool | None, str]] = []
+
+    def versus(name: str, scenario: str, param: str, metric: str) -> None:
+        a, b = rec.median(scenario, param, A, metric), rec.median(scenario, param, B, metric)
+        if not (math.isnan(a) or math.isnan(b)):
+            out.append((name, a >= b, f"{_num(a)} vs {_num(b)} (A/B {ratio(a, b):.2f})"))
+
+    for n in cfg.ns:
+        versus(f"fan-out at {n} receivers >= asyncio", "fanout", str(n), "deliveries_per_s")
+    versus("joins/s >= asyncio", "joins", str(cfg.joins), "joins_per_s")
+    total = str(cfg.transfer_clients * cfg.transfers_per_client)
+    versus("transfers/s (most rejected) >= asyncio", "transfers", total, "transfers_per_s")
+    versus("transfers/s (most succeed) >= asyncio", "transfers_ok", total, "transfers_per_s")
+    big = str(max(cfg.ns))
+    a, floor = (rec.median("memory", big, k, "rss_per_client_kib") for k in (A, FLOOR))
+    if not (math.isnan(a) or math.isnan(floor)):
+        out.append(
+            (
+                f"memory per client at {big} <= floor + 6 KiB",
+                a <= floor + 6,
+                f"{a:.1f} KiB vs floor {floor:.1f} KiB (+{a - floor:.1f})",
+            )
+        )
     return out
 
 
@@ -845,7 +892,7 @@ def publish(run: str) -> int:
     for name in OUTPUT_FILES:
         shutil.copy2(source / name, RESULTS / name)
     print(f"published {source} -> {RESULTS}")
-    return 0
+    return readme.main()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -905,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += summary_tables(rec, cfg, kinds)
     goals = targets(rec, cfg, kinds)
     if goals:
-        lines += ["### Targets (issue 4)", "", "| target | met | measured |", "|---|---|---|"]
+        lines += ["### Targets (issues 4 and 12)", "", "| target | met | measured |", "|---|---|---|"]
         lines += [f"| {name} | {'yes' if met else 'NO'} | {detail} |" for name, met, detail in goals]
         lines.append("")
     if rec.errors():

@@ -22,12 +22,19 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 10_000
+BATCH_LINES = 256
 _STOP = object()
 
 
 def write_line(line: str) -> None:
     """Escribe ``line`` en la salida estándar con un solo ``write`` y la vacía."""
     sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def write_lines(lines: list[str]) -> None:
+    """Como ``write_line`` para varias líneas: un ``write`` y un ``flush`` para todas."""
+    sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()
 
 
@@ -59,8 +66,18 @@ class RateLimitedLog:
 class ConsoleWriter:
     """Hilo dueño de la consola: ``write`` nunca espera y cada línea sale entera."""
 
-    def __init__(self, sink: Callable[[str], None], queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        sink: Callable[[str], None],
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        *,
+        batch_sink: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self._sink = sink
+        # Con ``batch_sink`` las líneas que se juntaron mientras se escribía salen
+        # de una vez: bajo muchos ingresos por segundo, un ``write`` por tanda y
+        # no uno por línea (cada uno suelta y vuelve a pedir el GIL).
+        self._batch_sink = batch_sink
         self._queue: queue.Queue[object] = queue.Queue(queue_size)
         self._warn = RateLimitedLog(log)
         self.broken = False
@@ -97,14 +114,27 @@ class ConsoleWriter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
+            items = [self._queue.get()]
+            if self._batch_sink is not None:
+                while items[-1] is not _STOP and len(items) < BATCH_LINES:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            stop = items[-1] is _STOP
+            lines = [str(item) for item in items if item is not _STOP]
+            if lines and not self.broken:
+                self._emit(lines)
+            if stop:
                 return
-            if self.broken:
-                continue
-            try:
-                self._sink(str(item))
-            except Exception as exc:
-                # Una tubería cerrada (o cualquier falla de la salida) no detiene el chat.
-                self.broken = True
-                log.warning("the server console is gone (%s); console lines are no longer written", exc)
+
+    def _emit(self, lines: list[str]) -> None:
+        try:
+            if self._batch_sink is not None:
+                self._batch_sink(lines)
+            else:
+                self._sink(lines[0])
+        except Exception as exc:
+            # Una tubería cerrada (o cualquier falla de la salida) no detiene el chat.
+            self.broken = True
+            log.warning("the server console is gone (%s); console lines are no longer written", exc)

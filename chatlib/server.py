@@ -30,11 +30,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from types import FrameType
 
 from chatlib import protocol as proto
 from chatlib.bank import Bank, BankError, InsufficientFunds, UnknownAccount
-from chatlib.console import ConsoleWriter, RateLimitedLog, write_line
+from chatlib.console import ConsoleWriter, RateLimitedLog, write_line, write_lines
 from chatlib.outbox import DEFAULT_QUEUE_LIMIT, Flusher, Outbox
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class Batch:
 
     def reply(self, *lines: str) -> None:
         """Líneas solo para quien envió el lote."""
-        self._ops.extend((self.sender, line) for line in lines)
+        for line in lines:
+            self._ops.append((self.sender, line))
 
     def to(self, target: Session, line: str) -> None:
         """Una línea para un usuario en particular."""
@@ -149,20 +151,29 @@ class Batch:
         if not self._ops:
             return
         congested: list[Session] = []
-        targeted = {target for target, _ in self._ops if target is not None}
-        if any(target is None for target, _ in self._ops):
-            common = _encode(line for target, line in self._ops if target is None)
+        sender = self.sender
+        # Una sola pasada por las operaciones: cada destinatario particular
+        # recibe, en orden, sus líneas y las difusiones (salvo el emisor).
+        common: list[str] = []
+        personal: dict[Session, list[str]] = {}
+        for who, line in self._ops:
+            if who is None:
+                common.append(line)
+                for target, lines in personal.items():
+                    if target is not sender:
+                        lines.append(line)
+            elif who in personal:
+                personal[who].append(line)
+            else:
+                personal[who] = [line] if who is sender else [*common, line]
+        if common:
+            data = _encode(common)
             for member in members:
-                if member is not self.sender and member not in targeted:
-                    member.deliver(common)
+                if member is not sender and member not in personal:
+                    member.deliver(data)
                     if member.outbox.congested:
                         congested.append(member)
-        for target in targeted:
-            lines = (
-                line
-                for who, line in self._ops
-                if who is target or (who is None and target is not self.sender)
-            )
+        for target, lines in personal.items():
             target.deliver(_encode(lines))
             if target.outbox.congested:
                 congested.append(target)
@@ -186,6 +197,7 @@ class Session:
         # pueda referirse a ella (ver ChatServer.open_account).
         self.account: str | None = None
         self.balance_line = ""
+        self._greeting = ""
         self.joined = False
         self.in_handshake = False
         self.has_turn = False
@@ -197,6 +209,7 @@ class Session:
         self._hinted = False
         self._tokens = float(server.max_line_rate)
         self._tokens_at = accepted_at
+        self._bank_hold: AbstractContextManager[None] | None = None
         self.thread = threading.Thread(
             target=self.run, name=f"chatlib-client-{peer[0]}:{peer[1]}", daemon=True
         )
@@ -205,8 +218,12 @@ class Session:
         """Cuerpo del hilo: saludar, identificar, pedir el saldo, conversar, despedirse."""
         reason = "connection closed"
         try:
-            self.send_lines(proto.WELCOME)
-            self.server.wait_turn(self)
+            if self.server.wait_turn(self, block=False):
+                # Con cupo libre el saludo sale junto con la primera pregunta: un ``send``.
+                self._greeting = proto.WELCOME
+            else:
+                self.send_lines(proto.WELCOME)
+                self.server.wait_turn(self)
             if self.identify() and self.fund():
                 self.server.end_handshake(self)
                 reason = self.chat() if self.join() else "the chat is full"
@@ -245,7 +262,11 @@ class Session:
         se vuelve a preguntar. Todo el saludo vence en ``self.deadline``.
         """
         while True:
-            self.send_lines(question)
+            if self._greeting:
+                self.send_lines(self._greeting, question)
+                self._greeting = ""
+            else:
+                self.send_lines(question)
             while not self._inbox:
                 if not self._receive(self.deadline):
                     return None
@@ -364,22 +385,50 @@ class Session:
             quitting = False
             handled = 0
             budget = self._line_budget()
-            while self._inbox and not quitting and handled < budget:
-                item = self._inbox.popleft()
-                handled += 1
-                if isinstance(item, proto.ProtocolError):
-                    batch.reply(proto.server_line(str(item)))
-                    continue
-                if proto.might_be_command(item):
-                    command = proto.parse_line(item)
-                    quitting = HANDLERS[command.name](self, command, batch)
-                else:
-                    self.relay(item, batch)
+            prefix = proto.chat_line(self.identifier or "", "")
+            try:
+                while self._inbox and not quitting and handled < budget:
+                    item = self._inbox.popleft()
+                    handled += 1
+                    if isinstance(item, str) and ":" not in item and item.isprintable():
+                        # El caso de una ráfaga: sin ":" no es comando ni emoji, e
+                        # imprimible no hay nada que sanear; igual que ``relay``.
+                        if text := item.strip():
+                            batch.broadcast(prefix + text)
+                        continue
+                    if isinstance(item, proto.ProtocolError):
+                        batch.reply(proto.server_line(str(item)))
+                        continue
+                    if proto.might_be_command(item):
+                        command = proto.parse_line(item)
+                        quitting = HANDLERS[command.name](self, command, batch)
+                    else:
+                        self.relay(item, batch)
+            finally:
+                self._release_bank()
             batch.flush(self.server.members)
             if quitting:
                 self._inbox.clear()
                 return "quit"
             self._tokens -= handled
+
+    def _bank(self) -> Bank:
+        """El banco, con su lock tomado una sola vez por lote (ver ``Bank.held``).
+
+        Se suelta en ``_release_bank`` antes de enviar el lote: nunca se espera
+        a un socket con el banco tomado.
+        """
+        bank = self.server.bank
+        if self._bank_hold is None and self.server.bank_batches:
+            hold = bank.held()
+            hold.__enter__()
+            self._bank_hold = hold
+        return bank
+
+    def _release_bank(self) -> None:
+        hold, self._bank_hold = self._bank_hold, None
+        if hold is not None:
+            hold.__exit__(None, None, None)
 
     def _line_budget(self) -> float:
         """``--max-line-rate``: cuántas líneas se pueden procesar ahora (espera si ninguna).
@@ -443,7 +492,7 @@ class Session:
     def on_funds(self, command: proto.Command, batch: Batch) -> bool:
         """``:funds``: saldo actual, solo para quien pregunta."""
         assert self.account is not None
-        batch.reply(proto.funds_line(self.server.bank.balance(self.account)))
+        batch.reply(proto.funds_line(self._bank().balance(self.account)))
         return False
 
     def on_transfer(self, command: proto.Command, batch: Batch) -> bool:
@@ -463,25 +512,39 @@ class Session:
         if proto.identifier_key(target_name) == proto.identifier_key(self.identifier):
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
             return False
-        held = self.server.hold_account(target_name)
-        if held is None:
+        bank = self._bank()
+        # Con el banco tomado para el lote, ninguna cuenta se cierra ni se reabre
+        # hasta soltarlo: basta resolver la cuenta, sin retenerla.
+        held = self._bank_hold is not None
+        found = self.server.member_account(target_name) if held else self.server.hold_account(target_name)
+        if found is None:
             batch.reply(self._no_such_user(target_name))
             return False
-        target, account = held
+        target, account = found
         assert target.identifier is not None
         try:
-            remaining = self.server.bank.transfer(self.account, account, amount)
+            # El banco de producción rechaza por fondos sin excepción (el caso común).
+            remaining = (
+                bank.transfer_if_funds(self.account, account, amount)
+                if self.server.bank_batches
+                else bank.transfer(self.account, account, amount)
+            )
         except InsufficientFunds:
-            batch.reply(proto.INSUFFICIENT_FUNDS)
+            remaining = None
         except UnknownAccount:
             batch.reply(self._no_such_user(target_name))
+            return False
         except BankError as exc:
             batch.reply(proto.server_line(f"The transfer was rejected: {exc}."))
+            return False
+        finally:
+            if not held:
+                self.server.unhold_account(account)
+        if remaining is None:
+            batch.reply(proto.INSUFFICIENT_FUNDS)
         else:
             batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
             batch.to(target, proto.transfer_received_line(self.identifier, amount))
-        finally:
-            self.server.unhold_account(account)
         return False
 
     def on_help(self, command: proto.Command, batch: Batch) -> bool:
@@ -619,12 +682,19 @@ class ChatServer:
         self.max_line_rate = max_line_rate
         self.newline_hint_after = newline_hint_after
         self.bank = bank if bank is not None else Bank()
+        # Solo el banco de producción procesa lotes con un lock: las estrategias
+        # del laboratorio existen para mostrar qué pasa operación por operación.
+        self.bank_batches = type(self.bank) is Bank
         self.handshake_timeout = handshake_timeout
         self.queue_limit = queue_limit
         self.console_history = console_history
         self.console_lines: list[str] = []
         self._console_lock = threading.Lock()
-        self._writer = ConsoleWriter(console) if console is not None else None
+        self._writer = (
+            None
+            if console is None
+            else ConsoleWriter(console, batch_sink=write_lines if console is write_line else None)
+        )
         self.flusher = Flusher()
         self.stopping = False
         self.stop_deadline = math.inf
@@ -761,16 +831,19 @@ class ChatServer:
             sock.close()
         log.info("refused a connection: %s", notice.removeprefix(proto.SERVER_PREFIX))
 
-    def wait_turn(self, session: Session) -> None:
+    def wait_turn(self, session: Session, *, block: bool = True) -> bool:
         """Espera a que ``session`` pueda responder preguntas según el cupo de su dirección.
 
         Lanza ``TimeoutError`` si vence el plazo de su saludo y ``ServerStopping``
-        si el servidor se detiene.
+        si el servidor se detiene. Con ``block=False`` no espera: ``False`` si
+        no había cupo (y no toma turno).
         """
         per_ip = self.max_handshakes_per_ip
         host = session.peer[0]
         with self._turns:
             while per_ip and self._asking.get(host, 0) >= per_ip:
+                if not block:
+                    return False
                 if self.stopping:
                     raise ServerStopping
                 remaining = session.deadline - time.monotonic()
@@ -781,6 +854,7 @@ class ChatServer:
                 raise ServerStopping
             self._asking[host] = self._asking.get(host, 0) + 1
             session.has_turn = True
+            return True
 
     def end_handshake(self, session: Session) -> None:
         """El saludo terminó (bien o mal): libera su cupo y despierta a quien espera turno."""
@@ -845,6 +919,14 @@ class ChatServer:
             account = session.account
             self._held[account] = self._held.get(account, 0) + 1
             return session, account
+
+    def member_account(self, identifier: str) -> tuple[Session, str] | None:
+        """Como ``hold_account`` pero sin retener: solo para quien tiene el banco tomado."""
+        with self._lock:
+            session = self._names.get(proto.identifier_key(identifier))
+            if session is None or not session.joined or session.account is None:
+                return None
+            return session, session.account
 
     def unhold_account(self, account: str) -> None:
         """Termina lo empezado con ``hold_account``."""

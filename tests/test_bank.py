@@ -89,3 +89,39 @@ def test_journal_is_bounded_but_counters_count_everything() -> None:
     bank.check_invariant()
     assert bank.close("a") + bank.close("b") == 1000
     assert bank.ledger.money_in == bank.ledger.money_out == 1000
+
+
+def test_transfer_if_funds_rejects_without_exception_and_changes_nothing() -> None:
+    bank = Bank()
+    bank.open("alice", 10)
+    bank.open("bob", 0)
+    assert bank.transfer_if_funds("alice", "bob", 11) is None
+    assert bank.accounts() == {"alice": 10, "bob": 0}
+    assert bank.transfer_if_funds("alice", "bob", 4) == 6
+    assert bank.accounts() == {"alice": 6, "bob": 4}
+    assert bank.transfers_applied == 1
+    bank.check_invariant()
+
+
+def test_held_takes_the_lock_once_for_this_thread_and_blocks_the_others() -> None:
+    bank = Bank()
+    bank.open("alice", 100)
+    bank.open("bob", 0)
+    other_done = threading.Event()
+
+    def other() -> None:
+        bank.transfer("bob", "alice", 1)
+        other_done.set()
+
+    with bank.held():
+        bank.transfer("alice", "bob", 10)
+        assert bank.balance("alice") == 90
+        worker = threading.Thread(target=other)
+        worker.start()
+        # Mientras este hilo tiene el banco, la transferencia del otro espera.
+        assert not other_done.wait(0.2)
+        assert bank.balance("bob") == 10
+    worker.join(5)
+    assert other_done.is_set()
+    assert bank.accounts() == {"alice": 91, "bob": 9}
+    bank.check_invariant()
