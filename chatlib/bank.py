@@ -33,8 +33,10 @@ __all__ = [
 ]
 
 DEFAULT_JOURNAL_SIZE = 1000
-_ALREADY_HELD: AbstractContextManager[object] = nullcontext()
 """Entradas recientes que guarda el diario; los contadores cuentan todo."""
+
+# Lo que usa una operación cuando su propio hilo ya tomó el lock con ``Bank.held``.
+_ALREADY_HELD: AbstractContextManager[object] = nullcontext()
 
 
 class BankError(Exception):
