@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
 from chatlib.client import ChatClient
 from chatlib.server import ChatServer
+
+# Si pytest se lanzó con SIGINT ignorado (``make test &`` en un shell sin control de
+# trabajos, ``nohup``), los clientes que lanzan las pruebas lo heredarían ignorado y
+# un Ctrl-C simulado no llegaría nunca: se restaura el manejador normal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
