@@ -402,6 +402,27 @@ def _plan(
     return plan
 
 
+def _run_timed(
+    workers: list[threading.Thread], start: threading.Barrier, join_timeout: float, label: str
+) -> float:
+    """Lanza ``workers``, mide desde que todos pasan la barrera hasta que terminan.
+
+    La espera total está acotada por ``join_timeout``; si alguno sigue vivo es
+    ``LabTimeout`` (un experimento colgado nunca cuelga al notebook).
+    """
+    for worker in workers:
+        worker.start()
+    start.wait(join_timeout)
+    began = time.perf_counter()
+    deadline = began + join_timeout
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.perf_counter()))
+    elapsed = time.perf_counter() - began
+    if any(worker.is_alive() for worker in workers):
+        raise LabTimeout(f"{label} did not finish in {join_timeout}s")
+    return elapsed
+
+
 def run_trial(
     strategy: str,
     threads: int,
@@ -455,16 +476,7 @@ def run_trial(
     workers = [
         threading.Thread(target=work, args=(i,), name=f"{strategy}-{i}", daemon=True) for i in range(threads)
     ]
-    for worker in workers:
-        worker.start()
-    start.wait(join_timeout)
-    began = time.perf_counter()
-    deadline = began + join_timeout
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.perf_counter()))
-    elapsed = time.perf_counter() - began
-    if any(worker.is_alive() for worker in workers):
-        raise LabTimeout(f"{strategy} with {threads} threads did not finish in {join_timeout}s")
+    elapsed = _run_timed(workers, start, join_timeout, f"{strategy} with {threads} threads")
     final = bank.accounts()
     attempted = threads * transfers_per_thread
     expected = accounts * initial_balance
@@ -627,17 +639,7 @@ def _timed_run(bank: Bank, plans: Sequence[Sequence[tuple[str, str, int]]], join
                 pass
 
     workers = [threading.Thread(target=work, args=(plan,), daemon=True) for plan in plans]
-    for worker in workers:
-        worker.start()
-    start.wait(join_timeout)
-    began = time.perf_counter()
-    deadline = began + join_timeout
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.perf_counter()))
-    elapsed = time.perf_counter() - began
-    if any(worker.is_alive() for worker in workers):
-        raise LabTimeout(f"{type(bank).__name__} with {threads} threads did not finish in {join_timeout}s")
-    return elapsed
+    return _run_timed(workers, start, join_timeout, f"{type(bank).__name__} with {threads} threads")
 
 
 def measure_bank_throughput(
