@@ -26,7 +26,8 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,22 @@ WAIT_SLICE = 0.02
 SELECT_LIMIT = 500
 """Con ``select.select`` (Windows: 512 sockets por llamada) el ``Flusher`` vigila a lo más tantos."""
 SELECT_RETRY = 0.05
+OWNER_ROUNDS = 4
+"""Rondas de envío de un dueño antes de dejar al ``Flusher`` lo que otros sigan agregando."""
+_DONE, _LEFT, _DEAD = 0, 1, 2
 
 
 class Outbox:
     """Buffer de salida de un cliente; seguro para llamarse desde cualquier hilo.
 
-    El lock es propio de este destinatario (nunca uno global), así que enviar
-    con él tomado solo ordena a quienes escriben a este mismo cliente, que es
-    justamente lo necesario para que sus líneas no se mezclen. ``sock`` debe
-    ser no bloqueante: así nadie espera el lock más que lo que dura un ``send``.
+    Nadie hace ``send`` con el lock tomado: el hilo que encuentra el buffer
+    libre se vuelve su *dueño* (``_sending``), suelta el lock, envía, y al
+    volver envía también lo que otros hilos agregaron mientras tanto. Quien
+    llega con un envío en curso solo agrega sus bytes a la cola y sigue: nunca
+    espera a otro hilo que está dentro de un ``send`` (sin esto, cien hilos que
+    escriben al mismo cliente hacen fila en su lock, y cada turno es un cambio
+    de contexto). El orden de los bytes se mantiene porque solo el dueño envía
+    y siempre lo más antiguo primero.
     """
 
     def __init__(
@@ -77,6 +85,8 @@ class Outbox:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._pending = bytearray()
+        self._sending = False
+        self._watchers = 0
         self.sent = 0
         self._last_progress = time.monotonic()
         self._over_since: float | None = None
@@ -106,35 +116,42 @@ class Outbox:
         Con ``last=True`` (la despedida) el buffer se sella: nada de lo que otros
         hilos envíen después puede aparecer tras el adiós.
         """
-        overflowed = False
-        schedule = False
-        with self._lock:
-            if self.closed or self.sealed:
-                return False
-            self.sealed = last
-            if not self.paused and not self._pending:
-                sent = self._send_now(data)
-                if sent < 0:
+        probed = False
+        while True:
+            probe: bytearray | None = None
+            with self._lock:
+                if self.closed or self.sealed:
                     return False
-                data = data[sent:]
-                if not data:
-                    return True
-                schedule = True
-            if len(self._pending) + len(data) > self.limit:
-                # Antes de juzgar al lector se mira cuánto avanzó (un send más, solo aquí).
-                self._flush_locked()
-            total = len(self._pending) + len(data)
-            if total > self.limit and self._must_cut(total):
-                overflowed = self.overflowed = True
-                self._close_locked(f"stopped reading (more than {self.limit} bytes queued)")
-            else:
-                self._pending += data
-        if overflowed:
-            if self._on_overflow is not None:
-                self._on_overflow(self)
+                owner = not (self.paused or self._sending or self._pending)
+                if owner:
+                    self.sealed = last
+                    self._sending = True
+                elif not probed and len(self._pending) + len(data) > self.limit:
+                    # Antes de juzgar al lector se mira cuánto avanzó: un send más, solo aquí.
+                    probe = self._take_locked()
+                if not owner and probe is None:
+                    self.sealed = last
+                    # Otro hilo envía, el Flusher vacía la cola o hay pausa: solo se encola.
+                    queued = self._enqueue_locked(data)
+            if owner:
+                return self._send_as_owner(data) != _DEAD
+            if probe is None:
+                break
+            probed = True
+            if self._send_as_owner(probe) == _DEAD:
+                return False
+        if not queued and self._on_overflow is not None:
+            self._on_overflow(self)
+        return queued
+
+    def _enqueue_locked(self, data: bytes) -> bool:
+        """Agrega a la cola; ``False`` si el lector pasó el límite y se cortó."""
+        total = len(self._pending) + len(data)
+        if total > self.limit and self._must_cut(total):
+            self.overflowed = True
+            self._close_locked(f"stopped reading (more than {self.limit} bytes queued)")
             return False
-        if schedule:
-            self._flusher.schedule(self)
+        self._pending += data
         return True
 
     def _must_cut(self, total: int) -> bool:
@@ -149,33 +166,62 @@ class Outbox:
         elapsed = now - self._over_since
         return elapsed >= STALL_GRACE and self.sent - self._sent_at_over < MIN_DRAIN_RATE * elapsed
 
-    def _send_now(self, data: bytes | bytearray) -> int:
-        """Un ``send`` sobre el socket no bloqueante; -1 si el socket murió (y se cierra el buffer)."""
-        try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as exc:
-            self._close_locked(f"send failed ({exc.strerror or exc})")
-            return -1
-        if sent:
-            self.sent += sent
-            self._last_progress = time.monotonic()
-        return sent
+    def _send_as_owner(self, buffer: bytes | bytearray, *, from_flusher: bool = False) -> int:
+        """Envía como dueño, sin el lock, hasta vaciar la cola o llenar el núcleo.
 
-    def _flush_locked(self) -> None:
-        """Envía lo que el núcleo acepte de la cola y actualiza el estado del lector."""
-        if self._pending and not self.paused:
-            sent = self._send_now(self._pending)
-            if sent < 0:
-                return
-            del self._pending[:sent]
+        Retorna ``_DONE`` (nada que vigilar), ``_LEFT`` (quedó cola) o ``_DEAD``
+        (el socket murió). Si queda cola y quien llama no es el ``Flusher``, se
+        le pide que la vacíe cuando el socket admita escritura. Tras
+        ``OWNER_ROUNDS`` rondas el resto queda al ``Flusher``: quien envía un
+        lote no trabaja sin fin para otros.
+        """
+        rounds = 0
+        while True:
+            try:
+                sent = self._sock.send(buffer)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                with self._lock:
+                    self._sending = False
+                    self._close_locked(f"send failed ({exc.strerror or exc})")
+                return _DEAD
+            rounds += 1
+            with self._lock:
+                if sent:
+                    self.sent += sent
+                    self._last_progress = time.monotonic()
+                if self.closed:
+                    self._sending = False
+                    return _DONE
+                if sent == len(buffer) and self._pending and not self.paused and rounds < OWNER_ROUNDS:
+                    # Lo que otros agregaron mientras este hilo enviaba.
+                    buffer, self._pending = self._pending, bytearray()
+                    continue
+                if sent < len(buffer):
+                    # Lo que no entró va antes de lo que otros agregaron entretanto.
+                    rest = buffer if isinstance(buffer, bytearray) else bytearray(buffer)
+                    del rest[:sent]
+                    rest += self._pending
+                    self._pending = rest
+                self._sending = False
+                self._progress_locked()
+                left = bool(self._pending) and not self.paused
+            if left and not from_flusher:
+                self._flusher.schedule(self)
+            return _LEFT if left else _DONE
+
+    def _progress_locked(self) -> None:
+        """Actualiza el estado del lector según su cola (después de cada envío)."""
         size = len(self._pending)
+        if not size and self._over_since is None and not self.stalled and not self._watchers:
+            return  # el caso común: todo salió y nadie espera
         if size <= self.limit:
             self._over_since = None
         if size <= self.low_water:
             self.stalled = False
-            self._drained.notify_all()
+            if not self._sending:
+                self._drained.notify_all()
         elif self.stalled:
             now = time.monotonic()
             # Un lector que se recupera vuelve a frenar a quien inunda.
@@ -183,6 +229,14 @@ class Outbox:
                 self.sent - self._sent_at_stall >= MIN_DRAIN_RATE / 2 * (now - self._stalled_at)
             ):
                 self.stalled = False
+
+    def _take_locked(self) -> bytearray | None:
+        """Si nadie envía y hay cola, este hilo pasa a ser el dueño y se lleva la cola."""
+        if self.closed or self.paused or self._sending or not self._pending:
+            return None
+        self._sending = True
+        buffer, self._pending = self._pending, bytearray()
+        return buffer
 
     def pause(self) -> None:
         """Retiene todo lo que llegue (en orden) hasta ``resume``; nada sale mientras tanto."""
@@ -199,20 +253,22 @@ class Outbox:
         """Libera lo retenido: primero lo más antiguo, sin bloquear."""
         with self._lock:
             self.paused = False
-            if self.closed or not self._pending:
-                return
-            self._flush_locked()
-            if not self._pending:
-                return
-        self._flusher.schedule(self)
+            buffer = self._take_locked()
+        if buffer is not None:
+            self._send_as_owner(buffer)
 
     def flush(self) -> bool:
-        """Lo llama el ``Flusher`` cuando el socket admite escritura; ``True`` si ya no hay cola."""
+        """Lo llama el ``Flusher`` cuando el socket admite escritura; ``True`` si ya no debe vigilarlo.
+
+        Si otro hilo está enviando, ese dueño vuelve a pedir al ``Flusher`` lo que quede.
+        """
         with self._lock:
-            if self.closed:
+            if self.closed or self._sending or self.paused:
                 return True
-            self._flush_locked()
-            return not self._pending
+            buffer = self._take_locked()
+            if buffer is None:
+                return True
+        return self._send_as_owner(buffer, from_flusher=True) != _LEFT
 
     @property
     def congested(self) -> bool:
@@ -223,33 +279,51 @@ class Outbox:
         """Control de flujo: espera a que la cola baje del nivel bajo mientras el lector avance.
 
         La llama el hilo del emisor después de repartir su lote, sin locks
-        compartidos: el emisor deja de leer su socket y TCP lo frena. Si el
-        destinatario no drena un byte en ``NO_PROGRESS`` segundos, o tras
-        ``PROGRESS_WINDOW`` drenó a menos de la mitad de ``MIN_DRAIN_RATE``,
-        queda ``stalled`` y la espera termina (nadie más lo espera hasta que
-        vuelva a avanzar). ``should_stop`` corta la espera (cierre del servidor).
+        compartidos: el emisor deja de leer su socket y TCP lo frena. La cola
+        la vacían el ``Flusher`` y esta espera (un ``send`` por tramo). Si el destinatario no drena un byte en
+        ``NO_PROGRESS`` segundos, o tras ``PROGRESS_WINDOW`` drenó a menos de
+        la mitad de ``MIN_DRAIN_RATE``, queda ``stalled`` y la espera termina
+        (nadie más lo espera hasta que vuelva a avanzar). ``should_stop`` corta
+        la espera (cierre del servidor).
         """
         with self._lock:
             started, sent_at_start = time.monotonic(), self.sent
-            while True:
+        while True:
+            with self._lock, self._watching():
                 if self.closed or len(self._pending) <= self.low_water:
                     return True
                 if self.stalled or should_stop():
                     return False
                 self._drained.wait(WAIT_SLICE)
-                self._flush_locked()
+                # El aviso del selector llega recién con un tercio del buffer libre:
+                # un send directo ve antes si el lector avanzó.
+                probe = self._take_locked()
+            if probe is not None:
+                self._send_as_owner(probe)
+            with self._lock:
                 now = time.monotonic()
                 waited = now - started
                 slow = waited >= PROGRESS_WINDOW and (self.sent - sent_at_start < MIN_DRAIN_RATE / 2 * waited)
-                if slow or now - self._last_progress >= NO_PROGRESS:
+                if not self.closed and (slow or now - self._last_progress >= NO_PROGRESS):
                     self.stalled = True
                     self._stalled_at, self._sent_at_stall = now, self.sent
                     return False
 
     def wait_drained(self, timeout: float) -> bool:
-        """Espera a que el camino lento se vacíe (por ejemplo antes de un cierre ordenado)."""
-        with self._lock:
-            return self._drained.wait_for(lambda: self.closed or not self._pending, max(0.0, timeout))
+        """Espera a que la cola se vacíe y nadie esté enviando (antes de un cierre ordenado)."""
+        with self._lock, self._watching():
+            return self._drained.wait_for(
+                lambda: self.closed or (not self._pending and not self._sending), max(0.0, timeout)
+            )
+
+    @contextmanager
+    def _watching(self) -> Iterator[None]:
+        """Cuenta a quien espera ``_drained`` (con el lock tomado) para no avisar en vano."""
+        self._watchers += 1
+        try:
+            yield
+        finally:
+            self._watchers -= 1
 
     def close(self, reason: str = "closed") -> None:
         """Deja de aceptar datos; después de esto nadie vuelve a usar el socket."""

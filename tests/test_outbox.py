@@ -9,6 +9,7 @@ import selectors
 import socket
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from chatlib import outbox as outbox_module
@@ -64,6 +65,57 @@ def test_fast_path_sends_immediately(flusher: Flusher, pair: tuple[socket.socket
     assert outbox.push(b"hello\n")
     assert outbox.queued == 0
     assert read_exactly(b, 6) == b"hello\n"
+
+
+class _HeldSend:
+    """Un socket cuyo primer ``send`` queda detenido hasta ``release``: un hilo "dentro" de ``send``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, data: bytes) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        return self._sock.send(data)
+
+
+def test_a_push_never_waits_for_another_threads_send(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Con el lock tomado durante el ``send``, el segundo hilo esperaba al primero (una fila por cliente)."""
+    a, b = pair
+    held = _HeldSend(a)
+    outbox = Outbox(cast(socket.socket, held), flusher)
+    first = threading.Thread(target=outbox.push, args=(b"first\n",))
+    first.start()
+    assert held.entered.wait(10)
+    others_done = threading.Event()
+
+    def others() -> None:
+        assert outbox.push(b"second\n")
+        assert outbox.push(b"third\n")
+        others_done.set()
+
+    second = threading.Thread(target=others)
+    second.start()
+    # Vuelven mientras el primer send sigue detenido: solo encolaron.
+    assert others_done.wait(10)
+    assert outbox.queued == len(b"second\nthird\n")
+    held.release.set()
+    first.join(10)
+    second.join(10)
+    # El dueño envió también lo encolado, en orden, con un send más (no dos).
+    assert read_exactly(b, len(b"first\nsecond\nthird\n")) == b"first\nsecond\nthird\n"
+    assert outbox.queued == 0 and held.calls == 2
+    assert outbox.wait_drained(5)
 
 
 def test_slow_path_keeps_order_and_drains(
