@@ -139,14 +139,17 @@ class Batch:
         """Una línea para todos los usuarios unidos, excepto quien la envía."""
         self._ops.append((None, line))
 
-    def flush(self, members: tuple[Session, ...]) -> None:
+    def flush(self, members: tuple[Session, ...], *, throttle: bool = True) -> None:
         """Entrega el lote; nunca con un lock compartido tomado.
 
         Primero se entrega a todos y solo después, si algún destinatario quedó
-        con mucha cola, el emisor espera, mientras ese destinatario siga
+        con mucha cola y el emisor ya tiene más que decir (líneas sin procesar
+        o bytes en su socket), el emisor espera, mientras ese destinatario siga
         avanzando, antes de leer más: así nadie recibe tarde este lote por
         culpa de otro, y quien inunda el chat es frenado por TCP en vez de
-        hacer cortar a quien lee más lento.
+        hacer cortar a quien lee más lento. Quien no tiene nada más que decir
+        no espera: su próximo mensaje, si llega, no se atrasa por un lector
+        detenido (la espera se decide de nuevo con cada lote).
         """
         if not self._ops:
             return
@@ -178,7 +181,9 @@ class Batch:
             if target.outbox.congested:
                 congested.append(target)
         self._ops.clear()
-        server = self.sender.server
+        if not congested or not throttle or not sender.has_input():
+            return
+        server = sender.server
         for member in congested:
             member.outbox.wait_for_room(lambda: server.stopping)
 
@@ -243,6 +248,10 @@ class Session:
     def send_lines(self, *lines: str, last: bool = False) -> None:
         """Envía líneas solo a este cliente; ``last`` sella su buffer (despedidas)."""
         self.outbox.push(_encode(lines), last=last)
+
+    def has_input(self) -> bool:
+        """¿Hay líneas sin procesar o bytes por leer en el socket? (sin esperar)."""
+        return bool(self._inbox) or self._waiter.wait(0)
 
     def deliver(self, data: bytes) -> None:
         """Entrega bytes ya codificados (camino rápido o cola acotada)."""
@@ -373,7 +382,7 @@ class Session:
         self.outbox.resume()
         batch = Batch(self)
         batch.broadcast(line)
-        batch.flush(self.server.members)
+        batch.flush(self.server.members, throttle=False)
         return True
 
     def chat(self) -> str:
@@ -573,7 +582,7 @@ class Session:
             if not self.server.stopping:
                 batch = Batch(self)
                 batch.broadcast(line)
-                batch.flush(self.server.members)
+                batch.flush(self.server.members, throttle=False)
         if reason == "quit":
             self.send_lines(proto.GOODBYE, last=True)
         elif reason == "server stopping":

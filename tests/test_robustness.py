@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from chatlib import outbox as outbox_module
 from chatlib import protocol as proto
 from chatlib import server as server_module
 from chatlib.bank import Bank
@@ -539,6 +541,58 @@ def test_a_flooder_is_slowed_and_a_slower_reader_is_never_cut(
     assert len(srv.members) == 3
     fast.close()
     flooder.close()
+
+
+def _frames(thread: threading.Thread) -> list[str]:
+    """Nombres de las funciones en la pila actual de ``thread``."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+@pytest.mark.usefixtures("small_server_buffers")
+def test_a_paced_sender_is_not_held_back_by_a_reader_that_stopped(
+    make_server: Callable[..., ChatServer], wires: list[Wire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Antes: con un lector detenido y su cola sobre el nivel alto, el hilo de quien escribe
+    pausado esperaba tras cada mensaje hasta ``NO_PROGRESS`` (1,5 s) antes de leer el siguiente,
+    y todos los demás recibían tarde (p99 de 1 s en el benchmark). Aquí la ventana es de 60 s:
+    si el emisor esperara, su hilo no volvería a leer su socket."""
+    monkeypatch.setattr(outbox_module, "NO_PROGRESS", 60.0)
+    monkeypatch.setattr(outbox_module, "PROGRESS_WINDOW", 60.0)
+    srv = make_server(queue_limit=64 * 1024)
+    stopped = Wire(srv.address, rcvbuf=4096)
+    stopped.send(b"stopped\n0\n")
+    wires.append(stopped)
+    reader = ChatClient.join(srv.address, "reader", 0)
+    talker = ChatClient.join(srv.address, "talker", 0)
+    wait_until(lambda: len(srv.members) == 3, what="everyone to join")
+    held = next(m for m in srv.members if m.identifier == "stopped")
+    talking = next(m for m in srv.members if m.identifier == "talker")
+
+    def talker_reads_again() -> bool:
+        names = _frames(talking.thread)
+        return "_receive" in names and "wait_for_room" not in names
+
+    payload = "w" * 1000
+    sent = 0
+    # Un mensaje a la vez: cada uno sale cuando el hilo del emisor ya volvió a leer.
+    while not held.outbox.congested:
+        assert sent < 2000, "the stopped reader's queue never passed the high water"
+        talker.send(f"{sent} {payload}")
+        reader.expect(f"talker: {sent} {payload}")
+        wait_until(talker_reads_again, timeout=10, what="the talker's thread to read its socket again")
+        sent += 1
+    for i in range(sent, sent + 5):
+        talker.send(f"{i} {payload}")
+        reader.expect(f"talker: {i} {payload}")
+        wait_until(talker_reads_again, timeout=10, what="the talker's thread to read its socket again")
+    assert held.outbox.congested and not held.outbox.stalled
+    reader.close()
+    talker.close()
 
 
 def test_max_line_rate_slows_a_client_down_without_losing_lines(
