@@ -341,6 +341,26 @@ def _attempt(name: str) -> Command:
 _FAST_COMMANDS: Final = {f":{name} ": COMMANDS[name] for name in ("t", "p")}
 
 
+_PLAIN_TRANSFER: Final = re.compile(rf":t - (\S+) - ([0-9]{{1,{_FAST_DIGITS}}})")
+
+
+def parse_plain_transfer(line: str) -> tuple[str, int] | None:
+    """``(destinatario, monto)`` si ``line`` es un ``:t`` en su forma exacta y válida.
+
+    Es el caso de una ráfaga de transferencias (``:t - ana - 50``, un espacio a
+    cada lado de los guiones, monto entre 1 y ``MAX_AMOUNT``): da lo mismo que
+    ``parse_line`` seguido de ``parse_amount``, sin crear el ``Command``.
+    ``None`` significa "use el camino general", no que la línea sea inválida.
+    """
+    found = _PLAIN_TRANSFER.fullmatch(line)
+    if found is None:
+        return None
+    amount = int(found[2])
+    if not 0 < amount <= MAX_AMOUNT:
+        return None
+    return found[1], amount
+
+
 def parse_line(line: str) -> Command:
     """Clasifica una línea del chat: mensaje, comando válido o comando mal formado.
 
@@ -405,10 +425,12 @@ class LineBuffer:
         self._buffer += data
         out: list[str | ProtocolError] = []
         if b"\n" in data:
-            # Un solo split por recv: bajo ráfagas un recv trae cientos de líneas.
-            *complete, rest = self._buffer.split(b"\n")
-            self._buffer = bytearray(rest)
-            for raw in complete:
+            end = self._buffer.rfind(b"\n")
+            # Un solo decode y un solo split por recv: bajo ráfagas trae cientos de líneas.
+            chunk = self._buffer[:end]
+            del self._buffer[: end + 1]
+            fast = self._split_decoded(chunk)
+            for raw in chunk.split(b"\n") if fast is None else ():
                 if self._discarding:
                     self._discarding = False
                     continue
@@ -421,6 +443,8 @@ class LineBuffer:
                     out.append(raw.decode(ENCODING))
                 except UnicodeDecodeError:
                     out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
+            if fast is not None:
+                out = fast
         # Un ``\r`` final puede ser la mitad de un CRLF que llega en el próximo paquete.
         limit = self.max_bytes + (1 if self._buffer.endswith(b"\r") else 0)
         if len(self._buffer) > limit:
@@ -429,6 +453,28 @@ class LineBuffer:
             self._discarding = True
             self._buffer.clear()
         return out
+
+    def _split_decoded(self, chunk: bytearray) -> list[str | ProtocolError] | None:
+        """Todas las líneas completas de un ``recv`` con un solo ``decode`` y un solo ``split``.
+
+        Da lo mismo que decodificar línea por línea (``\\n`` nunca es parte de
+        un carácter UTF-8 de varios bytes); ``None`` si hay que ir línea por
+        línea: UTF-8 inválido, una línea quizá larga o un descarte en curso.
+        """
+        if self._discarding:
+            return None
+        try:
+            text = chunk.decode(ENCODING)
+        except UnicodeDecodeError:
+            return None
+        lines = text.split("\n")
+        # Un carácter ocupa a lo más 4 bytes: más corta que esto, ninguna línea se pasa.
+        if len(chunk) > self.max_bytes and max(map(len, lines)) * 4 > self.max_bytes:
+            return None
+        if "\r" in text:
+            lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        result: list[str | ProtocolError] = list(lines)
+        return result
 
     def _too_long(self) -> ProtocolError:
         return ProtocolError(f"Your line was longer than {self.max_bytes} bytes and was ignored.")

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import FrameType
 
@@ -69,9 +69,9 @@ def full_notice(max_clients: int) -> str:
     return proto.server_line(f"The chat is full ({max_clients} users). Please try again later.")
 
 
-def _encode(lines: Iterable[str]) -> bytes:
+def _encode(lines: list[str] | tuple[str, ...]) -> bytes:
     """Codifica varias líneas de una vez: un solo ``send`` por lote."""
-    return "".join(line + "\n" for line in lines).encode(proto.ENCODING)
+    return ("\n".join(lines) + "\n").encode(proto.ENCODING)
 
 
 class ServerStopping(Exception):
@@ -124,16 +124,21 @@ class Batch:
 
     def __init__(self, sender: Session) -> None:
         self.sender = sender
+        # Las respuestas van aparte: quien envía no recibe las difusiones, así
+        # que su orden respecto de ellas no importa (y son el caso de una ráfaga de :t).
+        self._replies: list[str] = []
         self._ops: list[tuple[Session | None, str]] = []
 
     def reply(self, *lines: str) -> None:
         """Líneas solo para quien envió el lote."""
-        for line in lines:
-            self._ops.append((self.sender, line))
+        self._replies.extend(lines)
 
     def to(self, target: Session, line: str) -> None:
         """Una línea para un usuario en particular."""
-        self._ops.append((target, line))
+        if target is self.sender:
+            self._replies.append(line)
+        else:
+            self._ops.append((target, line))
 
     def broadcast(self, line: str) -> None:
         """Una línea para todos los usuarios unidos, excepto quien la envía."""
@@ -151,24 +156,28 @@ class Batch:
         no espera: su próximo mensaje, si llega, no se atrasa por un lector
         detenido (la espera se decide de nuevo con cada lote).
         """
-        if not self._ops:
+        if not self._ops and not self._replies:
             return
         congested: list[Session] = []
         sender = self.sender
+        if self._replies:
+            sender.deliver(_encode(self._replies))
+            self._replies.clear()
+            if sender.outbox.congested:
+                congested.append(sender)
         # Una sola pasada por las operaciones: cada destinatario particular
-        # recibe, en orden, sus líneas y las difusiones (salvo el emisor).
+        # recibe, en orden, sus líneas y las difusiones (nunca es el emisor).
         common: list[str] = []
         personal: dict[Session, list[str]] = {}
         for who, line in self._ops:
             if who is None:
                 common.append(line)
-                for target, lines in personal.items():
-                    if target is not sender:
-                        lines.append(line)
+                for lines in personal.values():
+                    lines.append(line)
             elif who in personal:
                 personal[who].append(line)
             else:
-                personal[who] = [line] if who is sender else [*common, line]
+                personal[who] = [*common, line]
         if common:
             data = _encode(common)
             for member in members:
@@ -198,6 +207,7 @@ class Session:
         # El plazo del saludo es absoluto desde accept(): goteando bytes no se alarga.
         self.deadline = accepted_at + server.handshake_timeout
         self.identifier: str | None = None
+        self._key = ""
         # Clave de la cuenta en el banco: propia de esta sesión mientras alguien
         # pueda referirse a ella (ver ChatServer.open_account).
         self.account: str | None = None
@@ -341,6 +351,7 @@ class Session:
                     continue
             if self.server.reserve_identifier(self, candidate):
                 self.identifier = candidate
+                self._key = proto.identifier_key(candidate)
                 return True
             self.send_lines(
                 proto.server_line(f"The identifier '{candidate}' is already in use. Choose another.")
@@ -399,13 +410,18 @@ class Session:
                 while self._inbox and not quitting and handled < budget:
                     item = self._inbox.popleft()
                     handled += 1
-                    if isinstance(item, str) and ":" not in item and item.isprintable():
-                        # El caso de una ráfaga: sin ":" no es comando ni emoji, e
-                        # imprimible no hay nada que sanear; igual que ``relay``.
-                        if text := item.strip():
-                            batch.broadcast(prefix + text)
-                        continue
-                    if isinstance(item, proto.ProtocolError):
+                    if isinstance(item, str):
+                        if ":" not in item and item.isprintable():
+                            # El caso de una ráfaga: sin ":" no es comando ni emoji, e
+                            # imprimible no hay nada que sanear; igual que ``relay``.
+                            if text := item.strip():
+                                batch.broadcast(prefix + text)
+                            continue
+                        if item.startswith(":t ") and (plain := proto.parse_plain_transfer(item)):
+                            # Una ráfaga de :t en su forma exacta: sin Command ni despacho.
+                            self.transfer(plain[0], plain[1], batch)
+                            continue
+                    elif isinstance(item, proto.ProtocolError):
                         batch.reply(proto.server_line(str(item)))
                         continue
                     if proto.might_be_command(item):
@@ -512,15 +528,20 @@ class Session:
         el dinero no llega a nadie más, aunque otro tome su nombre.
         """
         target_name, amount_text = command.args
-        assert self.identifier is not None and self.account is not None
         try:
             amount = proto.parse_amount(amount_text, allow_zero=False)
         except proto.ProtocolError as exc:
             batch.reply(proto.server_line(str(exc)))
             return False
-        if proto.identifier_key(target_name) == proto.identifier_key(self.identifier):
+        self.transfer(target_name, amount, batch)
+        return False
+
+    def transfer(self, target_name: str, amount: int, batch: Batch) -> None:
+        """El cuerpo de ``:t`` con el monto ya validado (también lo usa el camino rápido de ``chat``)."""
+        assert self.identifier is not None and self.account is not None
+        if proto.identifier_key(target_name) == self._key:
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
-            return False
+            return
         bank = self._bank()
         # Con el banco tomado para el lote, ninguna cuenta se cierra ni se reabre
         # hasta soltarlo: basta resolver la cuenta, sin retenerla.
@@ -528,7 +549,7 @@ class Session:
         found = self.server.member_account(target_name) if held else self.server.hold_account(target_name)
         if found is None:
             batch.reply(self._no_such_user(target_name))
-            return False
+            return
         target, account = found
         assert target.identifier is not None
         try:
@@ -542,10 +563,10 @@ class Session:
             remaining = None
         except UnknownAccount:
             batch.reply(self._no_such_user(target_name))
-            return False
+            return
         except BankError as exc:
             batch.reply(proto.server_line(f"The transfer was rejected: {exc}."))
-            return False
+            return
         finally:
             if not held:
                 self.server.unhold_account(account)
@@ -554,7 +575,6 @@ class Session:
         else:
             batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
             batch.to(target, proto.transfer_received_line(self.identifier, amount))
-        return False
 
     def on_help(self, command: proto.Command, batch: Batch) -> bool:
         """``:h``: la ayuda se genera desde la tabla de comandos."""

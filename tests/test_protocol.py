@@ -232,3 +232,80 @@ def test_a_full_length_line_whose_crlf_is_split_across_packets_is_accepted() -> 
     assert [str(item) for item in framer.feed(body + b"y\r")] == [
         "Your line was longer than 4096 bytes and was ignored."
     ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ":t - ana - 50",
+        ":t - ana.b_c-1 - 1",
+        f":t - ana - {proto.MAX_AMOUNT}",
+        f":t - ana - {proto.MAX_AMOUNT + 1}",
+        ":t - ana - 0",
+        ":t - ana - 007",
+        ":t - ana - 5x",
+        ":t - ana - -5",
+        ":t - ana -  50",
+        ":t  - ana - 50",
+        ":t - ana - 50 ",
+        " :t - ana - 50",
+        ":t - ana - ５",
+        ":t - ana - ²",
+        ":t - ana",
+        ":t - - - 5",
+        ":t - ana - 9999999999999999999999",
+        ":T - ana - 50",
+    ],
+)
+def test_the_plain_transfer_fast_path_agrees_with_the_general_parser(line: str) -> None:
+    """``parse_plain_transfer`` acepta solo lo que aceptan ``parse_line`` + ``parse_amount``, igual."""
+    _check_plain_transfer(line)
+
+
+@given(st.text(alphabet=" -:t0123456789anaé５\t", max_size=20))
+def test_the_plain_transfer_fast_path_never_disagrees(tail: str) -> None:
+    _check_plain_transfer(":t " + tail)
+
+
+def _check_plain_transfer(line: str) -> None:
+    fast = proto.parse_plain_transfer(line)
+    command = proto.parse_line(line)
+    general: tuple[str, int] | None = None
+    if command.name == "t":
+        try:
+            general = (command.args[0], proto.parse_amount(command.args[1], allow_zero=False))
+        except proto.ProtocolError:
+            general = None
+    if fast is not None:
+        assert fast == general
+    elif line in (":t - ana -  50", ":t  - ana - 50", ":t - ana - 50 ", " :t - ana - 50"):
+        # Forma no exacta: la acepta el camino general, y el servidor lo usa.
+        assert general == ("ana", 50)
+    else:
+        assert not (general and line == f":t - {general[0]} - {general[1]}")
+
+
+_LINE_PIECES = st.sampled_from([b"hola", b"\r", b"\xc3\xa9", b"\xff", b":t - a - 5", b"x" * 1500, b" "])
+
+
+@given(
+    st.lists(st.lists(_LINE_PIECES, max_size=6).map(b"".join), max_size=12),
+    st.lists(st.integers(min_value=1, max_value=5000), max_size=8),
+)
+def test_line_buffer_gives_the_same_lines_however_the_bytes_are_split(
+    lines: list[bytes], cuts: list[int]
+) -> None:
+    """Todo un ``recv`` se decodifica de una vez; debe dar lo mismo que de a un byte."""
+    data = b"".join(line + b"\n" for line in lines)
+
+    def feed_all(chunks: list[bytes]) -> list[str]:
+        framer = proto.LineBuffer(max_bytes=4096)
+        return [str(item) for chunk in chunks for item in framer.feed(chunk)]
+
+    one_by_one = feed_all([data[i : i + 1] for i in range(len(data))])
+    chunks, start = [], 0
+    for cut in sorted(cuts) + [len(data)]:
+        chunks.append(data[start:cut])
+        start = max(start, cut)
+    assert feed_all([data]) == one_by_one
+    assert feed_all(chunks) == one_by_one
