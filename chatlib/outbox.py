@@ -67,6 +67,10 @@ class Outbox:
     escriben al mismo cliente hacen fila en su lock, y cada turno es un cambio
     de contexto). El orden de los bytes se mantiene porque solo el dueño envía
     y siempre lo más antiguo primero.
+
+    La cola son dos buffers: ``_inflight``, que solo toca el dueño y del que
+    envía sin copiar (``_pos`` marca cuánto salió), y ``_pending``, donde los
+    demás agregan mientras tanto; cuando ``_inflight`` se vacía, se intercambian.
     """
 
     def __init__(
@@ -84,6 +88,8 @@ class Outbox:
         self._on_overflow = on_overflow
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
+        self._inflight: bytes | bytearray = b""
+        self._pos = 0
         self._pending = bytearray()
         self._sending = False
         self._watchers = 0
@@ -108,7 +114,10 @@ class Outbox:
     def queued(self) -> int:
         """Bytes esperando en el camino lento."""
         with self._lock:
-            return len(self._pending)
+            return self._backlog()
+
+    def _backlog(self) -> int:
+        return len(self._inflight) - self._pos + len(self._pending)
 
     def push(self, data: bytes, *, last: bool = False) -> bool:
         """Entrega ``data`` sin bloquear; devuelve ``False`` si el cliente ya no recibe.
@@ -118,27 +127,27 @@ class Outbox:
         """
         probed = False
         while True:
-            probe: bytearray | None = None
+            probe = False
             with self._lock:
                 if self.closed or self.sealed:
                     return False
-                owner = not (self.paused or self._sending or self._pending)
+                owner = not (self.paused or self._sending or self._inflight or self._pending)
                 if owner:
                     self.sealed = last
                     self._sending = True
-                elif not probed and len(self._pending) + len(data) > self.limit:
+                elif not probed and self._backlog() + len(data) > self.limit:
                     # Antes de juzgar al lector se mira cuánto avanzó: un send más, solo aquí.
                     probe = self._take_locked()
-                if not owner and probe is None:
+                if not owner and not probe:
                     self.sealed = last
                     # Otro hilo envía, el Flusher vacía la cola o hay pausa: solo se encola.
                     queued = self._enqueue_locked(data)
             if owner:
                 return self._send_as_owner(data) != _DEAD
-            if probe is None:
+            if not probe:
                 break
             probed = True
-            if self._send_as_owner(probe) == _DEAD:
+            if self._send_as_owner() == _DEAD:
                 return False
         if not queued and self._on_overflow is not None:
             self._on_overflow(self)
@@ -146,7 +155,7 @@ class Outbox:
 
     def _enqueue_locked(self, data: bytes) -> bool:
         """Agrega a la cola; ``False`` si el lector pasó el límite y se cortó."""
-        total = len(self._pending) + len(data)
+        total = self._backlog() + len(data)
         if total > self.limit and self._must_cut(total):
             self.overflowed = True
             self._close_locked(f"stopped reading (more than {self.limit} bytes queued)")
@@ -166,19 +175,21 @@ class Outbox:
         elapsed = now - self._over_since
         return elapsed >= STALL_GRACE and self.sent - self._sent_at_over < MIN_DRAIN_RATE * elapsed
 
-    def _send_as_owner(self, buffer: bytes | bytearray, *, from_flusher: bool = False) -> int:
+    def _send_as_owner(self, data: bytes | None = None, *, from_flusher: bool = False) -> int:
         """Envía como dueño, sin el lock, hasta vaciar la cola o llenar el núcleo.
 
-        Retorna ``_DONE`` (nada que vigilar), ``_LEFT`` (quedó cola) o ``_DEAD``
-        (el socket murió). Si queda cola y quien llama no es el ``Flusher``, se
-        le pide que la vacíe cuando el socket admita escritura. Tras
-        ``OWNER_ROUNDS`` rondas el resto queda al ``Flusher``: quien envía un
-        lote no trabaja sin fin para otros.
+        ``data`` son bytes nuevos con la cola vacía (el camino rápido); sin
+        ``data`` se envía la cola. Retorna ``_DONE`` (nada que vigilar),
+        ``_LEFT`` (quedó cola) o ``_DEAD`` (el socket murió). Si queda cola y
+        quien llama no es el ``Flusher``, se le pide que la vacíe cuando el
+        socket admita escritura. Tras ``OWNER_ROUNDS`` rondas el resto queda
+        al ``Flusher``: quien envía un lote no trabaja sin fin para otros.
         """
         rounds = 0
         while True:
+            view = data if data is not None else memoryview(self._inflight)[self._pos :]
             try:
-                sent = self._sock.send(buffer)
+                sent = self._sock.send(view)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -194,26 +205,29 @@ class Outbox:
                 if self.closed:
                     self._sending = False
                     return _DONE
-                if sent == len(buffer) and self._pending and not self.paused and rounds < OWNER_ROUNDS:
-                    # Lo que otros agregaron mientras este hilo enviaba.
-                    buffer, self._pending = self._pending, bytearray()
-                    continue
-                if sent < len(buffer):
-                    # Lo que no entró va antes de lo que otros agregaron entretanto.
-                    rest = buffer if isinstance(buffer, bytearray) else bytearray(buffer)
-                    del rest[:sent]
-                    rest += self._pending
-                    self._pending = rest
+                if data is not None:
+                    if sent < len(data):
+                        # Lo que no entró queda primero en la cola, sin copiarlo.
+                        self._inflight, self._pos = data, sent
+                    data = None
+                else:
+                    self._pos += sent
+                if self._pos >= len(self._inflight):
+                    self._inflight, self._pos = b"", 0
+                    if self._pending and not self.paused and rounds < OWNER_ROUNDS:
+                        # Lo que otros agregaron mientras este hilo enviaba.
+                        self._inflight, self._pending = self._pending, bytearray()
+                        continue
                 self._sending = False
                 self._progress_locked()
-                left = bool(self._pending) and not self.paused
+                left = bool(self._inflight or self._pending) and not self.paused
             if left and not from_flusher:
                 self._flusher.schedule(self)
             return _LEFT if left else _DONE
 
     def _progress_locked(self) -> None:
         """Actualiza el estado del lector según su cola (después de cada envío)."""
-        size = len(self._pending)
+        size = self._backlog()
         if not size and self._over_since is None and not self.stalled and not self._watchers:
             return  # el caso común: todo salió y nadie espera
         if size <= self.limit:
@@ -230,13 +244,14 @@ class Outbox:
             ):
                 self.stalled = False
 
-    def _take_locked(self) -> bytearray | None:
-        """Si nadie envía y hay cola, este hilo pasa a ser el dueño y se lleva la cola."""
-        if self.closed or self.paused or self._sending or not self._pending:
-            return None
+    def _take_locked(self) -> bool:
+        """Si nadie envía y hay cola, este hilo pasa a ser el dueño (``True``) y luego la envía."""
+        if self.closed or self.paused or self._sending or not (self._inflight or self._pending):
+            return False
         self._sending = True
-        buffer, self._pending = self._pending, bytearray()
-        return buffer
+        if not self._inflight:
+            self._inflight, self._pending, self._pos = self._pending, bytearray(), 0
+        return True
 
     def pause(self) -> None:
         """Retiene todo lo que llegue (en orden) hasta ``resume``; nada sale mientras tanto."""
@@ -247,15 +262,15 @@ class Outbox:
         """Descarta lo retenido por ``pause`` (nada de eso salió todavía)."""
         with self._lock:
             if self.paused:
-                self._pending.clear()
+                self._inflight, self._pos, self._pending = b"", 0, bytearray()
 
     def resume(self) -> None:
         """Libera lo retenido: primero lo más antiguo, sin bloquear."""
         with self._lock:
             self.paused = False
-            buffer = self._take_locked()
-        if buffer is not None:
-            self._send_as_owner(buffer)
+            took = self._take_locked()
+        if took:
+            self._send_as_owner()
 
     def flush(self) -> bool:
         """Lo llama el ``Flusher`` cuando el socket admite escritura; ``True`` si ya no debe vigilarlo.
@@ -265,15 +280,14 @@ class Outbox:
         with self._lock:
             if self.closed or self._sending or self.paused:
                 return True
-            buffer = self._take_locked()
-            if buffer is None:
+            if not self._take_locked():
                 return True
-        return self._send_as_owner(buffer, from_flusher=True) != _LEFT
+        return self._send_as_owner(from_flusher=True) != _LEFT
 
     @property
     def congested(self) -> bool:
         """Cola sobre el nivel alto y el destinatario no se declaró atascado."""
-        return not self.stalled and len(self._pending) > self.high_water
+        return not self.stalled and self._backlog() > self.high_water
 
     def wait_for_room(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         """Control de flujo: espera a que la cola baje del nivel bajo mientras el lector avance.
@@ -290,16 +304,16 @@ class Outbox:
             started, sent_at_start = time.monotonic(), self.sent
         while True:
             with self._lock, self._watching():
-                if self.closed or len(self._pending) <= self.low_water:
+                if self.closed or self._backlog() <= self.low_water:
                     return True
                 if self.stalled or should_stop():
                     return False
                 self._drained.wait(WAIT_SLICE)
                 # El aviso del selector llega recién con un tercio del buffer libre:
                 # un send directo ve antes si el lector avanzó.
-                probe = self._take_locked()
-            if probe is not None:
-                self._send_as_owner(probe)
+                took = self._take_locked()
+            if took:
+                self._send_as_owner()
             with self._lock:
                 now = time.monotonic()
                 waited = now - started
@@ -313,7 +327,8 @@ class Outbox:
         """Espera a que la cola se vacíe y nadie esté enviando (antes de un cierre ordenado)."""
         with self._lock, self._watching():
             return self._drained.wait_for(
-                lambda: self.closed or (not self._pending and not self._sending), max(0.0, timeout)
+                lambda: self.closed or not (self._inflight or self._pending or self._sending),
+                max(0.0, timeout),
             )
 
     @contextmanager
@@ -334,7 +349,8 @@ class Outbox:
         if not self.closed:
             self.closed = True
             self.closed_reason = reason
-            self._pending.clear()
+            # Se reemplazan, no se vacían: el dueño puede estar enviando desde ``_inflight``.
+            self._inflight, self._pos, self._pending = b"", 0, bytearray()
             self._drained.notify_all()
 
 
