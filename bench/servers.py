@@ -32,8 +32,18 @@ SERVER_COMMANDS: Final[dict[str, list[str]]] = {
         "--port",
         "0",
     ],
-    # El piso de memoria: un hilo quieto por conexión y nada más (solo para la fila de memoria).
+    # El piso de memoria: un hilo quieto por conexión y nada más (la fila de memoria).
     "floor": [sys.executable, str(ROOT / "bench" / "floor_server.py"), "--host", "127.0.0.1", "--port", "0"],
+    # El techo de las altas: el mismo piso, más los avisos de entrada y salida del requisito 4.
+    "floor+notices": [
+        sys.executable,
+        str(ROOT / "bench" / "floor_server.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--notices",
+    ],
 }
 
 

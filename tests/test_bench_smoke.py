@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import driver, servers  # noqa: E402
+from chatlib import protocol as proto  # noqa: E402
 
 KINDS = ["asyncio"] + (["threaded"] if servers.threaded_available() else [])
 
@@ -112,3 +113,19 @@ def test_stalled_reader_scenario_runs(server: servers.ServerProcess) -> None:
         server.address, 5, stalled=True, burst_bytes=100_000, messages=4, rate_hz=50
     )
     assert result.latency.delivery.ok and result.burst_delivery.ok, result
+
+
+def test_the_joins_ceiling_tells_the_others_who_joined_and_who_left() -> None:
+    """``floor_server.py --notices``: el techo de la fila de altas cumple el requisito 4."""
+    with servers.ServerProcess("floor+notices", max_clients=8) as proc:
+        ana, beto = LineClient(proc.address), LineClient(proc.address)
+        try:
+            ana.join("ana", 5)
+            beto.join("beto", 7)
+            ana.expect(proto.connected_line("beto"))
+            beto.send(":q")
+            beto.expect(proto.GOODBYE)
+            ana.expect(proto.disconnected_line("beto"))
+        finally:
+            ana.close()
+            beto.close()
