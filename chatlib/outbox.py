@@ -143,7 +143,7 @@ class Outbox:
                     # Otro hilo envía, el Flusher vacía la cola o hay pausa: solo se encola.
                     queued = self._enqueue_locked(data)
             if owner:
-                return self._send_as_owner(data) != _DEAD
+                return self._send_fresh(data)
             if not probe:
                 break
             probed = True
@@ -152,6 +152,27 @@ class Outbox:
         if not queued and self._on_overflow is not None:
             self._on_overflow(self)
         return queued
+
+    def _send_fresh(self, data: bytes) -> bool:
+        """El camino rápido del dueño con la cola vacía: un ``send`` y, si salió todo, listo."""
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            with self._lock:
+                self._sending = False
+                self._close_locked(f"send failed ({exc.strerror or exc})")
+            return False
+        with self._lock:
+            if sent == len(data) and not self._pending and not self.closed:
+                self.sent += sent
+                self._last_progress = time.monotonic()
+                self._sending = False
+                if self._over_since is not None or self.stalled or self._watchers:
+                    self._progress_locked()
+                return True
+        return self._send_as_owner(data, sent=sent) != _DEAD
 
     def _enqueue_locked(self, data: bytes) -> bool:
         """Agrega a la cola; ``False`` si el lector pasó el límite y se cortó."""
@@ -175,7 +196,7 @@ class Outbox:
         elapsed = now - self._over_since
         return elapsed >= STALL_GRACE and self.sent - self._sent_at_over < MIN_DRAIN_RATE * elapsed
 
-    def _send_as_owner(self, data: bytes | None = None, *, from_flusher: bool = False) -> int:
+    def _send_as_owner(self, data: bytes | None = None, *, from_flusher: bool = False, sent: int = -1) -> int:
         """Envía como dueño, sin el lock, hasta vaciar la cola o llenar el núcleo.
 
         ``data`` son bytes nuevos con la cola vacía (el camino rápido); sin
@@ -184,19 +205,21 @@ class Outbox:
         quien llama no es el ``Flusher``, se le pide que la vacíe cuando el
         socket admita escritura. Tras ``OWNER_ROUNDS`` rondas el resto queda
         al ``Flusher``: quien envía un lote no trabaja sin fin para otros.
+        ``sent`` >= 0: el primer ``send`` de ``data`` ya se hizo y entregó eso.
         """
         rounds = 0
         while True:
-            view = data if data is not None else memoryview(self._inflight)[self._pos :]
-            try:
-                sent = self._sock.send(view)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                with self._lock:
-                    self._sending = False
-                    self._close_locked(f"send failed ({exc.strerror or exc})")
-                return _DEAD
+            if sent < 0:
+                view = data if data is not None else memoryview(self._inflight)[self._pos :]
+                try:
+                    sent = self._sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as exc:
+                    with self._lock:
+                        self._sending = False
+                        self._close_locked(f"send failed ({exc.strerror or exc})")
+                    return _DEAD
             rounds += 1
             with self._lock:
                 if sent:
@@ -217,6 +240,7 @@ class Outbox:
                     if self._pending and not self.paused and rounds < OWNER_ROUNDS:
                         # Lo que otros agregaron mientras este hilo enviaba.
                         self._inflight, self._pending = self._pending, bytearray()
+                        sent = -1
                         continue
                 self._sending = False
                 self._progress_locked()
@@ -287,6 +311,8 @@ class Outbox:
     @property
     def congested(self) -> bool:
         """Cola sobre el nivel alto y el destinatario no se declaró atascado."""
+        if not (self._inflight or self._pending):
+            return False  # el caso común, barato: se pregunta tras cada entrega
         return not self.stalled and self._backlog() > self.high_water
 
     def wait_for_room(self, should_stop: Callable[[], bool] = lambda: False) -> bool:

@@ -182,8 +182,9 @@ class Batch:
             data = _encode(common)
             for member in members:
                 if member is not sender and member not in personal:
-                    member.deliver(data)
-                    if member.outbox.congested:
+                    outbox = member.outbox
+                    outbox.push(data)
+                    if outbox.congested:
                         congested.append(member)
         for target, lines in personal.items():
             target.deliver(_encode(lines))
