@@ -107,7 +107,7 @@ def performance_table(values: dict[Key, list[float]], summary: str) -> str:
         floor = med("joins", param, "floor+notices", "joins_per_s")
         if floor != floor:  # corridas publicadas antes de ``--notices``
             floor = med("joins", param, FLOOR, "joins_per_s")
-        note = f"; one-thread ceiling {_big(floor)}" if floor == floor else ""
+        note = f"; minimal thread server {_big(floor)}" if floor == floor else ""
         rows.append((f"joins per second (connect, handshake, `:q`{note})", _big(a), _big(b), f"{a / b:.2f}"))
     for scenario, label in (("transfers", "most rejected for funds"), ("transfers_ok", "most succeed")):
         for param in _params(values, scenario):
