@@ -153,16 +153,22 @@ class Outbox:
             self._on_overflow(self)
         return queued
 
-    def _send_fresh(self, data: bytes) -> bool:
-        """El camino rápido del dueño con la cola vacía: un ``send`` y, si salió todo, listo."""
+    def _owner_send(self, view: bytes | memoryview) -> int:
+        """Un ``send`` del dueño, fuera del lock; -1 si el socket murió (y el buffer se cierra)."""
         try:
-            sent = self._sock.send(data)
+            return self._sock.send(view)
         except (BlockingIOError, InterruptedError):
-            sent = 0
+            return 0
         except OSError as exc:
             with self._lock:
                 self._sending = False
                 self._close_locked(f"send failed ({exc.strerror or exc})")
+            return -1
+
+    def _send_fresh(self, data: bytes) -> bool:
+        """El camino rápido del dueño con la cola vacía: un ``send`` y, si salió todo, listo."""
+        sent = self._owner_send(data)
+        if sent < 0:
             return False
         with self._lock:
             if sent == len(data) and not self._pending and not self.closed:
@@ -210,15 +216,8 @@ class Outbox:
         rounds = 0
         while True:
             if sent < 0:
-                view = data if data is not None else memoryview(self._inflight)[self._pos :]
-                try:
-                    sent = self._sock.send(view)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as exc:
-                    with self._lock:
-                        self._sending = False
-                        self._close_locked(f"send failed ({exc.strerror or exc})")
+                sent = self._owner_send(data if data is not None else memoryview(self._inflight)[self._pos :])
+                if sent < 0:
                     return _DEAD
             rounds += 1
             with self._lock:
