@@ -204,3 +204,38 @@ def test_flusher_drains_more_queues_than_select_can_watch(monkeypatch: pytest.Mo
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_many_threads_pushing_to_one_outbox_lose_nothing_and_keep_each_ones_order(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """El protocolo del dueño bajo carga: 8 hilos, buffers de 4 KiB, cola lenta y Flusher a la vez."""
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=64 << 20)
+    writers, per_writer = 8, 2000
+    start = threading.Barrier(writers + 1)
+
+    def write(w: int) -> None:
+        start.wait(10)
+        for i in range(per_writer):
+            assert outbox.push(f"w{w}:{i}:{'x' * (i % 50)}\n".encode())
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    start.wait(10)
+    received = bytearray()
+    b.settimeout(10)
+    while received.count(b"\n") < writers * per_writer:
+        data = b.recv(65536)
+        assert data, "the outbox closed"
+        received += data
+    for thread in threads:
+        thread.join(10)
+    seen: dict[int, list[int]] = {w: [] for w in range(writers)}
+    for line in received.decode().splitlines():
+        w, i, pad = line.split(":")
+        assert pad == "x" * (int(i) % 50)
+        seen[int(w[1:])].append(int(i))
+    assert all(seen[w] == list(range(per_writer)) for w in range(writers))
+    assert outbox.wait_drained(5) and outbox.queued == 0
