@@ -218,6 +218,33 @@ def test_a_waiting_handshake_gets_its_turn_when_one_from_its_address_ends(
     assert third.line() == proto.balance_set_line(3)
 
 
+def test_a_turn_that_frees_up_goes_to_a_waiter_from_the_same_address(
+    make_server: Callable[..., ChatServer], wires: list[Wire]
+) -> None:
+    """El turno que libera un saludo de 127.0.0.2 es para quien espera desde 127.0.0.2, y el
+    de 127.0.0.1 para quien espera desde 127.0.0.1: las direcciones no se quitan turnos."""
+    srv = make_server(max_handshakes_per_ip=2)
+    hosts = ("127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2")
+    answering = [Wire(srv.address, source=host) for host in hosts]
+    wires.extend(answering)
+    for wire in answering:
+        assert wire.line() == proto.WELCOME and wire.line() == proto.ASK_IDENTIFIER
+    a_waits, b_waits = Wire(srv.address), Wire(srv.address, source="127.0.0.2")
+    wires.extend([a_waits, b_waits])
+    for wire in (a_waits, b_waits):
+        assert wire.line() == proto.WELCOME
+    wait_until(lambda: srv.session_count == 6, what="two connections to wait for their turn")
+    answering[2].send(b"b1\n1\n")
+    assert answering[2].line() == proto.ASK_BALANCE
+    assert b_waits.line() == proto.ASK_IDENTIFIER
+    answering[0].send(b"a1\n1\n")
+    assert answering[0].line() == proto.ASK_BALANCE
+    assert a_waits.line() == proto.ASK_IDENTIFIER
+    a_waits.send(b"a3\n3\n")
+    assert a_waits.line() == proto.ASK_BALANCE
+    assert a_waits.line() == proto.balance_set_line(3)
+
+
 def test_over_the_address_limit_is_refused_with_one_line(
     make_server: Callable[..., ChatServer], wires: list[Wire]
 ) -> None:
