@@ -301,8 +301,6 @@ class Outbox:
         Si otro hilo está enviando, ese dueño vuelve a pedir al ``Flusher`` lo que quede.
         """
         with self._lock:
-            if self.closed or self._sending or self.paused:
-                return True
             if not self._take_locked():
                 return True
         return self._send_as_owner(from_flusher=True) != _LEFT
@@ -319,11 +317,11 @@ class Outbox:
 
         La llama el hilo del emisor después de repartir su lote, sin locks
         compartidos: el emisor deja de leer su socket y TCP lo frena. La cola
-        la vacían el ``Flusher`` y esta espera (un ``send`` por tramo). Si el destinatario no drena un byte en
-        ``NO_PROGRESS`` segundos, o tras ``PROGRESS_WINDOW`` drenó a menos de
-        la mitad de ``MIN_DRAIN_RATE``, queda ``stalled`` y la espera termina
-        (nadie más lo espera hasta que vuelva a avanzar). ``should_stop`` corta
-        la espera (cierre del servidor).
+        la vacían el ``Flusher`` y esta espera (un ``send`` por tramo). Si el
+        destinatario no drena un byte en ``NO_PROGRESS`` segundos, o tras
+        ``PROGRESS_WINDOW`` drenó a menos de la mitad de ``MIN_DRAIN_RATE``,
+        queda ``stalled`` y la espera termina (nadie más lo espera hasta que
+        vuelva a avanzar). ``should_stop`` corta la espera (cierre del servidor).
         """
         with self._lock:
             started, sent_at_start = time.monotonic(), self.sent

@@ -430,21 +430,22 @@ class LineBuffer:
             chunk = self._buffer[:end]
             del self._buffer[: end + 1]
             fast = self._split_decoded(chunk)
-            for raw in chunk.split(b"\n") if fast is None else ():
-                if self._discarding:
-                    self._discarding = False
-                    continue
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-                if len(raw) > self.max_bytes:
-                    out.append(self._too_long())
-                    continue
-                try:
-                    out.append(raw.decode(ENCODING))
-                except UnicodeDecodeError:
-                    out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
             if fast is not None:
                 out = fast
+            else:
+                for raw in chunk.split(b"\n"):
+                    if self._discarding:
+                        self._discarding = False
+                        continue
+                    if raw.endswith(b"\r"):
+                        raw = raw[:-1]
+                    if len(raw) > self.max_bytes:
+                        out.append(self._too_long())
+                        continue
+                    try:
+                        out.append(raw.decode(ENCODING))
+                    except UnicodeDecodeError:
+                        out.append(ProtocolError("Your message was not valid UTF-8 and was ignored."))
         # Un ``\r`` final puede ser la mitad de un CRLF que llega en el próximo paquete.
         limit = self.max_bytes + (1 if self._buffer.endswith(b"\r") else 0)
         if len(self._buffer) > limit:
