@@ -12,19 +12,29 @@ compara ``chatlib.server``.
 
 Con ``--notices`` hace además lo mínimo que el enunciado exige al entrar y
 salir (requisito 4): avisa "connected"/"disconnected" a los demás con un
-``send`` bloqueante por cada uno. Es el techo de la fila de altas: un servidor
-de un hilo por conexión que cumple el protocolo y no hace nada más.
+``send`` por cada uno. Es el techo de la fila de altas: un servidor de un hilo
+por conexión que cumple el protocolo y no hace nada más.
 
-Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N] [--notices]``.
+Con ``--portable`` (junto con ``--notices``) la E/S es la que ``chatlib.server``
+usa para funcionar igual en Windows, macOS y Linux y poder cerrarse a tiempo:
+sockets no bloqueantes, cada espera es un ``poll`` con plazo sobre el socket y
+un despertador, cada envío es un ``send`` simple y el cierre espera el EOF del
+cliente. Son las mismas llamadas al sistema por alta que las de ``chatlib``
+(verificado con ``strace -c``) sin nada más: el techo de altas para ese diseño.
+
+Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N] [--notices [--portable]]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import select
 import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,42 +44,103 @@ from chatlib import protocol as proto  # noqa: E402
 _GREETING = (proto.WELCOME + "\n" + proto.ASK_IDENTIFIER + "\n").encode()
 _ASK_BALANCE = (proto.ASK_BALANCE + "\n").encode()
 _GOODBYE = (proto.GOODBYE + "\n").encode()
+HANDSHAKE_TIMEOUT = 120.0
+CLOSE_LINGER = 2.0
 
 
-def _read_line(sock: socket.socket) -> bytes | None:
-    """Lee hasta un ``\\n`` (el saludo es corto: basta con acumular)."""
-    data = b""
-    while b"\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return data.split(b"\n", 1)[0].rstrip(b"\r")
+class Connection:
+    """Un cliente con sockets bloqueantes: ``sendall`` y ``recv`` esperan lo que haga falta."""
+
+    __slots__ = ("sock", "_buffer")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _receive(self, deadline: float) -> bytes:
+        return self.sock.recv(4096)
+
+    def read_line(self, deadline: float = math.inf) -> bytes | None:
+        """Lee hasta un ``\\n``; ``None`` si el cliente cerró."""
+        while b"\n" not in self._buffer:
+            chunk = self._receive(deadline)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+    def quit(self) -> None:
+        """Tras la despedida: FIN y se espera el cierre del cliente."""
+        self.sock.shutdown(socket.SHUT_WR)
+        while self.sock.recv(4096):
+            pass
+
+
+class PortableConnection(Connection):
+    """Como ``chatlib.server``: no bloqueante, ``poll`` con plazo y despertador antes de cada ``recv``."""
+
+    __slots__ = ("_poll",)
+
+    def __init__(self, sock: socket.socket, wake: socket.socket) -> None:
+        super().__init__(sock)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self._poll.register(wake, select.POLLIN)
+
+    def send(self, data: bytes) -> None:
+        # En loopback una línea corta siempre cabe: un ``send`` simple, como el camino rápido.
+        self.sock.send(data)
+
+    def _wait(self, deadline: float) -> bool:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return bool(self._poll.poll(-1 if remaining == math.inf else math.ceil(remaining * 1000)))
+
+    def _receive(self, deadline: float) -> bytes:
+        while True:
+            if self._wait(deadline):
+                try:
+                    return self.sock.recv(4096)
+                except BlockingIOError:
+                    pass
+
+    def quit(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + CLOSE_LINGER
+        while self._receive(deadline):
+            pass
 
 
 class Members:
-    """Los sockets unidos, para los avisos de ``--notices`` (sin banco, colas ni control de flujo)."""
+    """Los clientes unidos, para los avisos de ``--notices`` (sin banco, colas ni control de flujo)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
+        self._members: list[Connection] = []
 
-    def join(self, sock: socket.socket, name: str) -> None:
+    def join(self, conn: Connection, name: str) -> None:
         with self._lock:
-            self._socks.append(sock)
-        self._tell_others(sock, proto.connected_line(name))
+            self._members.append(conn)
+        self._tell_others(conn, proto.connected_line(name))
 
-    def leave(self, sock: socket.socket, name: str) -> None:
+    def leave(self, conn: Connection, name: str) -> None:
         with self._lock:
-            if sock not in self._socks:
+            if conn not in self._members:
                 return
-            self._socks.remove(sock)
-        self._tell_others(sock, proto.disconnected_line(name))
+            self._members.remove(conn)
+        self._tell_others(conn, proto.disconnected_line(name))
 
-    def _tell_others(self, sock: socket.socket, line: str) -> None:
+    def _tell_others(self, conn: Connection, line: str) -> None:
         data = (line + "\n").encode()
         with self._lock:
-            others = [other for other in self._socks if other is not sock]
+            others = [other for other in self._members if other is not conn]
         for other in others:
             try:
                 other.send(data)
@@ -77,36 +148,39 @@ class Members:
                 pass
 
 
-def _serve(sock: socket.socket, members: Members | None) -> None:
-    """Saludo mínimo y luego un hilo quieto, bloqueado en ``recv``."""
+def _serve(conn: Connection, members: Members | None) -> None:
+    """Saludo mínimo y luego un hilo quieto, esperando al cliente."""
     name = ""
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
     try:
-        sock.sendall(_GREETING)
-        identifier = _read_line(sock)
+        conn.send(_GREETING)
+        identifier = conn.read_line(deadline)
         if identifier is None:
             return
-        sock.sendall(_ASK_BALANCE)
-        balance = _read_line(sock)
+        conn.send(_ASK_BALANCE)
+        balance = conn.read_line(deadline)
         if balance is None:
             return
-        sock.sendall((proto.balance_set_line(int(balance or b"0")) + "\n").encode())
+        conn.send((proto.balance_set_line(int(balance or b"0")) + "\n").encode())
         if members is not None:
             name = identifier.decode(errors="replace")
-            members.join(sock, name)
+            members.join(conn, name)
         # ``:q`` recibe la despedida: así el mismo hilo mínimo sirve de techo para las altas por segundo.
-        if _read_line(sock) == b":q":
+        line = conn.read_line()
+        if line == b":q":
             if members is not None:
-                members.leave(sock, name)
-            sock.sendall(_GOODBYE)
-            sock.shutdown(socket.SHUT_WR)
-        while sock.recv(4096):
-            pass
+                members.leave(conn, name)
+            conn.send(_GOODBYE)
+            conn.quit()
+        elif line is not None:
+            while conn.read_line() is not None:
+                pass
     except (OSError, ValueError):
         pass
     finally:
         if members is not None:
-            members.leave(sock, name)
-        sock.close()
+            members.leave(conn, name)
+        conn.sock.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,20 +190,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-clients", type=int, default=4096, help="listen backlog")
     parser.add_argument("--notices", action="store_true", help="tell the others who joined and who left")
+    parser.add_argument("--portable", action="store_true", help="non-blocking sockets and poll, as chatlib")
     args = parser.parse_args(argv)
     members = Members() if args.notices else None
     listener = socket.create_server((args.host, args.port), backlog=min(args.max_clients, 4096))
+    # El despertador de ``stop()`` en chatlib: nadie escribe en él, pero cada espera lo vigila.
+    wake, wake_w = socket.socketpair()
+    accept_poll = select.poll()
+    if args.portable:
+        listener.setblocking(False)
+        accept_poll.register(listener, select.POLLIN)
+        accept_poll.register(wake, select.POLLIN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host, port = listener.getsockname()[:2]
     print(f"Listening on {host}:{port}", flush=True)
     try:
         while True:
-            sock, _ = listener.accept()
-            threading.Thread(target=_serve, args=(sock, members), daemon=True).start()
+            if args.portable:
+                accept_poll.poll()
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            conn = PortableConnection(sock, wake) if args.portable else Connection(sock)
+            threading.Thread(target=_serve, args=(conn, members), daemon=True).start()
     except KeyboardInterrupt:
         return 0
     finally:
         listener.close()
+        wake.close()
+        wake_w.close()
 
 
 if __name__ == "__main__":

@@ -108,6 +108,9 @@ def performance_table(values: dict[Key, list[float]], summary: str) -> str:
         if floor != floor:  # corridas publicadas antes de ``--notices``
             floor = med("joins", param, FLOOR, "joins_per_s")
         note = f"; minimal thread server {_big(floor)}" if floor == floor else ""
+        portable = med("joins", param, "floor+portable", "joins_per_s")
+        if portable == portable:
+            note += f", with chatlib's I/O {_big(portable)}"
         rows.append((f"joins per second (connect, handshake, `:q`{note})", _big(a), _big(b), f"{a / b:.2f}"))
     for scenario, label in (("transfers", "most rejected for funds"), ("transfers_ok", "most succeed")):
         for param in _params(values, scenario):

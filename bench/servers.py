@@ -44,6 +44,17 @@ SERVER_COMMANDS: Final[dict[str, list[str]]] = {
         "0",
         "--notices",
     ],
+    # El mismo techo con la E/S portable de chatlib (no bloqueante, ``poll`` con plazo antes de ``recv``).
+    "floor+portable": [
+        sys.executable,
+        str(ROOT / "bench" / "floor_server.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--notices",
+        "--portable",
+    ],
 }
 
 

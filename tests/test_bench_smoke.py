@@ -115,9 +115,10 @@ def test_stalled_reader_scenario_runs(server: servers.ServerProcess) -> None:
     assert result.latency.delivery.ok and result.burst_delivery.ok, result
 
 
-def test_the_joins_ceiling_tells_the_others_who_joined_and_who_left() -> None:
-    """``floor_server.py --notices``: el techo de la fila de altas cumple el requisito 4."""
-    with servers.ServerProcess("floor+notices", max_clients=8) as proc:
+@pytest.mark.parametrize("kind", ["floor+notices", "floor+portable"])
+def test_the_joins_ceiling_tells_the_others_who_joined_and_who_left(kind: str) -> None:
+    """``floor_server.py --notices [--portable]``: los techos de la fila de altas cumplen el requisito 4."""
+    with servers.ServerProcess(kind, max_clients=8) as proc:
         ana, beto = LineClient(proc.address), LineClient(proc.address)
         try:
             ana.join("ana", 5)
@@ -129,3 +130,16 @@ def test_the_joins_ceiling_tells_the_others_who_joined_and_who_left() -> None:
         finally:
             ana.close()
             beto.close()
+
+
+def test_the_memory_floor_joins_and_says_goodbye() -> None:
+    """``floor_server.py`` sin opciones: el saludo mínimo, un hilo quieto y la despedida a ``:q``."""
+    with servers.ServerProcess("floor", max_clients=8) as proc:
+        ana = LineClient(proc.address)
+        try:
+            ana.join("ana", 5)
+            ana.send(":q")
+            ana.expect(proto.GOODBYE)
+            assert ana.file.readline() == ""
+        finally:
+            ana.close()
