@@ -40,6 +40,9 @@ METRICS: dict[tuple[str, str], tuple[str, str, int, bool]] = {
 FLOOR = "floor"
 """En el escenario ``memory`` hay un tercer servidor: un hilo quieto por conexión y nada más."""
 
+CEILINGS = ("floor+notices", "floor+portable")
+"""En ``joins``, dos techos de un hilo por conexión: con sockets bloqueantes y con la E/S de chatlib."""
+
 STALL_VARIANTS = {
     "none": "todos leen",
     "held": "uno no lee, bajo el límite",
@@ -147,6 +150,23 @@ def memory_floor(samples: dict[tuple[str, str, str, str], list[float]]) -> list[
         floor = samples.get(("memory", param, FLOOR, "rss_per_client_kib"))
         if threaded and floor:
             out.append((param, statistics.median(threaded), statistics.median(floor)))
+    return out
+
+
+def joins_ceilings(
+    samples: dict[tuple[str, str, str, str], list[float]],
+) -> list[tuple[str, dict[str, float]]]:
+    """(clientes, mediana de altas/s por servidor) para cada ``joins`` medido con ambos techos."""
+    out = []
+    params = {p for (s, p, server, m) in samples if s == "joins" and server in CEILINGS}
+    for param in sorted(params, key=_param_key):
+        medians = {
+            server: statistics.median(values)
+            for server in (*SERVERS, *CEILINGS)
+            if (values := samples.get(("joins", param, server, "joins_per_s")))
+        }
+        if len(medians) == len(SERVERS) + len(CEILINGS):
+            out.append((param, medians))
     return out
 
 

@@ -371,15 +371,27 @@ def test_bench_section_takes_new_scenarios_without_breaking() -> None:
         for metric in ("flood_kib_s", "readers_min_kib_s", "slow_reader_kib_s", "paced_cut"):
             samples[("fairness", "100", server, metric)] = [base * 10, base * 12]
     samples[("memory", "1000", "floor", "rss_per_client_kib")] = [20.0, 21.0]
+    assert bench_report.joins_ceilings(samples) == []
+    for server, values in (
+        ("threaded", [1000.0, 1100.0]),
+        ("asyncio", [1500.0]),
+        ("floor+notices", [2000.0]),
+        ("floor+portable", [1400.0, 1600.0]),
+    ):
+        samples[("joins", "2000", server, "joins_per_s")] = values
+    assert bench_report.joins_ceilings(samples) == [
+        ("2000", {"threaded": 1050.0, "asyncio": 1500.0, "floor+notices": 2000.0, "floor+portable": 1500.0})
+    ]
     rows = bench_report.rows(samples)
     assert {(r.scenario, r.param) for r in rows} == {
         ("transfers_ok", "50000"),
         ("memory", "1000"),
         ("fairness", "100"),
+        ("joins", "2000"),
     }
     cells = bench_report.table_rows(rows)
     assert all(len(row) == 6 for row in cells)
-    assert {row[1] for row in cells} == {"50\u202f000 :t", "N = 1000", "100 clientes"}
+    assert {row[1] for row in cells} == {"50\u202f000 :t", "N = 1000", "100 clientes", "2000 clientes"}
     assert bench_report.memory_floor(samples) == [("1000", 30.5, 20.5)]
 
 
