@@ -21,40 +21,19 @@ from typing import Final
 ROOT: Final = Path(__file__).resolve().parents[1]
 LISTENING_RE: Final = re.compile(r"(\d+\.\d+\.\d+\.\d+):(\d+)")
 
+_LOOPBACK: Final = ["--host", "127.0.0.1", "--port", "0"]
+_FLOOR: Final = [sys.executable, str(ROOT / "bench" / "floor_server.py"), *_LOOPBACK]
+
 # Nombre corto -> línea de comandos (sin --max-clients).
 SERVER_COMMANDS: Final[dict[str, list[str]]] = {
-    "threaded": [sys.executable, "-m", "chatlib.server", "--host", "127.0.0.1", "--port", "0"],
-    "asyncio": [
-        sys.executable,
-        str(ROOT / "bench" / "async_server.py"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ],
+    "threaded": [sys.executable, "-m", "chatlib.server", *_LOOPBACK],
+    "asyncio": [sys.executable, str(ROOT / "bench" / "async_server.py"), *_LOOPBACK],
     # El piso de memoria: un hilo quieto por conexión y nada más (la fila de memoria).
-    "floor": [sys.executable, str(ROOT / "bench" / "floor_server.py"), "--host", "127.0.0.1", "--port", "0"],
+    "floor": _FLOOR,
     # El techo de las altas: el mismo piso, más los avisos de entrada y salida del requisito 4.
-    "floor+notices": [
-        sys.executable,
-        str(ROOT / "bench" / "floor_server.py"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--notices",
-    ],
+    "floor+notices": [*_FLOOR, "--notices"],
     # El mismo techo con la E/S portable de chatlib (no bloqueante, ``poll`` con plazo antes de ``recv``).
-    "floor+portable": [
-        sys.executable,
-        str(ROOT / "bench" / "floor_server.py"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--notices",
-        "--portable",
-    ],
+    "floor+portable": [*_FLOOR, "--notices", "--portable"],
 }
 
 
