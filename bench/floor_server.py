@@ -195,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     members = Members() if args.notices else None
     listener = socket.create_server((args.host, args.port), backlog=min(args.max_clients, 4096))
     # El despertador de ``stop()`` en chatlib: nadie escribe en él, pero cada espera lo vigila.
-    wake, wake_w = socket.socketpair()
-    accept_poll = select.poll()
-    if args.portable:
+    wake, wake_w = socket.socketpair() if args.portable else (None, None)
+    accept_poll = None
+    if wake is not None:
         listener.setblocking(False)
+        accept_poll = select.poll()
         accept_poll.register(listener, select.POLLIN)
         accept_poll.register(wake, select.POLLIN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -206,20 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Listening on {host}:{port}", flush=True)
     try:
         while True:
-            if args.portable:
+            if accept_poll is not None:
                 accept_poll.poll()
             try:
                 sock, _ = listener.accept()
             except BlockingIOError:
                 continue
-            conn = PortableConnection(sock, wake) if args.portable else Connection(sock)
+            conn = Connection(sock) if wake is None else PortableConnection(sock, wake)
             threading.Thread(target=_serve, args=(conn, members), daemon=True).start()
     except KeyboardInterrupt:
         return 0
     finally:
         listener.close()
-        wake.close()
-        wake_w.close()
+        for end in (wake, wake_w):
+            if end is not None:
+                end.close()
 
 
 if __name__ == "__main__":
