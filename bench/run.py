@@ -806,8 +806,12 @@ def write_outputs(rec: Recorder, cfg: Config, kinds: list[str], lines: list[str]
 
 
 def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
-    """Throughput y latencia contra N, los dos servidores en el mismo gráfico."""
-    if not any(r["scenario"] in ("fanout", "latency") and "error" not in r for r in rec.rows):
+    """Throughput y latencia contra N, los dos servidores en el mismo gráfico.
+
+    Cada gráfico se dibuja solo si su escenario corrió (``--only latency`` no tiene throughput).
+    """
+    ran = {r["scenario"] for r in rec.rows if "error" not in r}
+    if not ran & {"fanout", "latency"}:
         print("no fan-out or latency runs: no plots")
         return
     import matplotlib
@@ -817,9 +821,15 @@ def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
 
     colors = {A: "tab:blue", B: "tab:orange"}
     ns = list(cfg.ns)
-    if not any(r["scenario"] in ("fanout", "latency") for r in rec.rows):
-        return  # con --only sin difusión no hay nada que graficar
+    if "fanout" in ran:
+        _plot_throughput(plt, rec, kinds, ns, colors, out_dir)
+    if "latency" in ran:
+        _plot_latency(plt, rec, cfg, kinds, ns, colors, out_dir)
 
+
+def _plot_throughput(
+    plt: Any, rec: Recorder, kinds: list[str], ns: list[int], colors: dict[str, str], out_dir: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in kinds:
         med = [rec.median("fanout", str(n), kind, "deliveries_per_s") for n in ns]
@@ -840,6 +850,16 @@ def plot(rec: Recorder, cfg: Config, kinds: list[str], out_dir: Path) -> None:
     fig.savefig(out_dir / "throughput.png", dpi=120)
     plt.close(fig)
 
+
+def _plot_latency(
+    plt: Any,
+    rec: Recorder,
+    cfg: Config,
+    kinds: list[str],
+    ns: list[int],
+    colors: dict[str, str],
+    out_dir: Path,
+) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in kinds:
         for metric, style in (("p50_ms", "o--"), ("p99_ms", "s-")):

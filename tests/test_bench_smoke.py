@@ -143,3 +143,18 @@ def test_the_memory_floor_joins_and_says_goodbye() -> None:
             assert ana.file.readline() == ""
         finally:
             ana.close()
+
+
+@pytest.mark.parametrize("scenario", ["latency", "fanout"])
+def test_plots_are_drawn_for_the_scenarios_that_ran(scenario: str, tmp_path: Path) -> None:
+    """Antes: ``run.py --only latency`` fallaba al final, graficando un throughput sin datos en escala log."""
+    from bench import run
+
+    rec = run.Recorder()
+    metrics = ("p50_ms", "p99_ms") if scenario == "latency" else ("deliveries_per_s",)
+    for kind in (run.A, run.B):
+        for n in run.QUICK.ns:
+            rec.add(scenario, str(n), kind, 1, **{metric: float(n) for metric in metrics})
+    run.plot(rec, run.QUICK, [run.A, run.B], tmp_path)
+    drawn = {"latency": "latency.png", "fanout": "throughput.png"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [drawn[scenario]]
