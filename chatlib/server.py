@@ -181,11 +181,13 @@ class Batch:
         if common:
             data = _encode(common)
             for member in members:
-                if member is not sender and member not in personal:
-                    outbox = member.outbox
-                    outbox.push(data)
-                    if outbox.congested:
-                        congested.append(member)
+                # Un lote sin líneas particulares (el caso común) no consulta el diccionario.
+                if member is sender or (personal and member in personal):
+                    continue
+                outbox = member.outbox
+                outbox.push(data)
+                if outbox.congested:
+                    congested.append(member)
         for target, lines in personal.items():
             target.deliver(_encode(lines))
             if target.outbox.congested:
