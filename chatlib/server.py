@@ -74,6 +74,22 @@ def _encode(lines: list[str] | tuple[str, ...]) -> bytes:
     return ("\n".join(lines) + "\n").encode(proto.ENCODING)
 
 
+def _cut_when_overflowed(sock: socket.socket) -> Callable[[Outbox], None]:
+    """Lo que hace el ``Outbox`` de un cliente que dejó de leer: cortarlo (su hilo despierta y lo despide).
+
+    Una función sobre el socket y no un método de la sesión: así la sesión y su
+    ``Outbox`` no forman un ciclo, y se liberan apenas termina su hilo, sin esperar al GC.
+    """
+
+    def cut(outbox: Outbox) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    return cut
+
+
 class ServerStopping(Exception):
     """El servidor se está deteniendo: la sesión termina sin esperar más al cliente."""
 
@@ -219,7 +235,7 @@ class Session:
         self.joined = False
         self.in_handshake = False
         self.has_turn = False
-        self.outbox = Outbox(sock, server.flusher, server.queue_limit, self._overflowed)
+        self.outbox = Outbox(sock, server.flusher, server.queue_limit, _cut_when_overflowed(sock))
         self._framer = proto.LineBuffer()
         self._inbox: deque[str | proto.ProtocolError] = deque()
         self._waiter = Waiter(sock, server.wake_socket)
@@ -269,13 +285,6 @@ class Session:
     def deliver(self, data: bytes) -> None:
         """Entrega bytes ya codificados (camino rápido o cola acotada)."""
         self.outbox.push(data)
-
-    def _overflowed(self, outbox: Outbox) -> None:
-        """El cliente dejó de leer: se le corta; su hilo despierta y lo despide."""
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def ask(self, question: str) -> str | None:
         """Hace una pregunta del saludo y retorna la respuesta; ``None`` si el cliente se fue.

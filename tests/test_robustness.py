@@ -9,10 +9,12 @@ detienen en el punto exacto, no con pausas.
 from __future__ import annotations
 
 import errno
+import gc
 import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -433,6 +435,29 @@ def test_console_history_is_bounded(make_server: Callable[..., ChatServer]) -> N
         proto.connected_line("u4"),
         proto.disconnected_line("u4"),
     ]
+
+
+def test_a_finished_session_is_freed_without_the_garbage_collector(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    """Antes: el ``Outbox`` guardaba un método de su sesión, un ciclo, y cada sesión terminada
+    (con su ``Outbox``, su ``Waiter`` y su ``LineBuffer``) esperaba una pasada del GC."""
+    srv = make_server()
+    gc.disable()
+    try:
+        client = ChatClient.join(srv.address, "brief", 5)
+        wait_until(lambda: len(srv.members) == 1, what="the member")
+        session = srv.members[0]
+        thread, freed = session.thread, threading.Event()
+        ref = weakref.ref(session, lambda _: freed.set())
+        del session
+        client.quit()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert freed.wait(5), "the session outlived its thread"
+        assert ref() is None
+    finally:
+        gc.enable()
 
 
 # --- 4. Identidad y dinero ligados a la sesión ------------------------------------------------
