@@ -551,14 +551,15 @@ class Session:
     def transfer(self, target_name: str, amount: int, batch: Batch) -> None:
         """El cuerpo de ``:t`` con el monto ya validado (también lo usa el camino rápido de ``chat``)."""
         assert self.identifier is not None and self.account is not None
-        if proto.identifier_key(target_name) == self._key:
+        key = proto.identifier_key(target_name)
+        if key == self._key:
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
             return
         bank = self._bank()
         # Con el banco tomado para el lote, ninguna cuenta se cierra ni se reabre
         # hasta soltarlo: basta resolver la cuenta, sin retenerla.
         held = self._bank_hold is not None
-        found = self.server.member_account(target_name) if held else self.server.hold_account(target_name)
+        found = self.server.member_account(key) if held else self.server.hold_account(key)
         if found is None:
             batch.reply(self._no_such_user(target_name))
             return
@@ -947,24 +948,24 @@ class ChatServer:
             raise
         session.account = key
 
-    def hold_account(self, identifier: str) -> tuple[Session, str] | None:
-        """Resuelve un destinatario a una sesión y su cuenta, en un paso.
+    def hold_account(self, key: str) -> tuple[Session, str] | None:
+        """Resuelve un destinatario (por su ``identifier_key``) a una sesión y su cuenta, en un paso.
 
         Mientras la cuenta esté retenida (hasta ``unhold_account``) ninguna
         sesión nueva recibe esa misma clave.
         """
         with self._lock:
-            session = self._names.get(proto.identifier_key(identifier))
+            session = self._names.get(key)
             if session is None or not session.joined or session.account is None:
                 return None
             account = session.account
             self._held[account] = self._held.get(account, 0) + 1
             return session, account
 
-    def member_account(self, identifier: str) -> tuple[Session, str] | None:
+    def member_account(self, key: str) -> tuple[Session, str] | None:
         """Como ``hold_account`` pero sin retener: solo para quien tiene el banco tomado."""
         with self._lock:
-            session = self._names.get(proto.identifier_key(identifier))
+            session = self._names.get(key)
             if session is None or not session.joined or session.account is None:
                 return None
             return session, session.account
