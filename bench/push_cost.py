@@ -68,17 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--per-round", type=int, default=2000)
     args = parser.parse_args(argv)
-    results = measure(args.rounds, args.per_round)
+    ordered = {name: sorted(values) for name, values in measure(args.rounds, args.per_round).items()}
+    p25 = {name: values[len(values) // 4] for name, values in ordered.items()}
     print("| µs per line | min | p25 | median |")
     print("|---|---:|---:|---:|")
-    for name, values in results.items():
-        values.sort()
-        print(
-            f"| {name} | {values[0]:.2f} | {values[len(values) // 4]:.2f} | {values[len(values) // 2]:.2f} |"
-        )
-    base = sorted(results["send"])[len(results["send"]) // 4]
-    push = sorted(results["Outbox.push"])[len(results["Outbox.push"]) // 4]
-    print(f"\nOutbox.push over a bare send (p25): {push - base:.2f} µs per line")
+    for name, values in ordered.items():
+        print(f"| {name} | {values[0]:.2f} | {p25[name]:.2f} | {values[len(values) // 2]:.2f} |")
+    print(f"\nOutbox.push over a bare send (p25): {p25['Outbox.push'] - p25['send']:.2f} µs per line")
     return 0
 
 

@@ -187,23 +187,15 @@ class Outbox:
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as exc:
-            self._send_failed(exc)
+            with self._lock:
+                self._sending = False
+                self._close_locked(f"send failed ({exc.strerror or exc})")
             return -1
-
-    def _send_failed(self, exc: OSError) -> None:
-        """El socket murió en un ``send`` del dueño: el buffer se cierra."""
-        with self._lock:
-            self._sending = False
-            self._close_locked(f"send failed ({exc.strerror or exc})")
 
     def _send_fresh(self, data: bytes) -> bool:
         """El camino rápido del dueño con la cola vacía: un ``send`` y, si salió todo, listo."""
-        try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self._send_failed(exc)
+        sent = self._owner_send(data)
+        if sent < 0:
             return False
         if sent == len(data):
             lock = self._lock
