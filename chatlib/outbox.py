@@ -71,7 +71,44 @@ class Outbox:
     La cola son dos buffers: ``_inflight``, que solo toca el dueño y del que
     envía sin copiar (``_pos`` marca cuánto salió), y ``_pending``, donde los
     demás agregan mientras tanto; cuando ``_inflight`` se vacía, se intercambian.
+
+    ``idle`` resume en un solo campo lo que el camino rápido necesita saber (ni
+    cerrado, ni sellado, ni en pausa, ni dueño, ni cola): un ``push`` a un
+    cliente al día lee un atributo en vez de seis. Se apaga en cuanto una de
+    esas condiciones se cumple y solo se vuelve a encender desde el estado
+    completo (``_settle_locked``), así que nunca dice "libre" por error.
     """
+
+    # Con ``__slots__`` los campos viven dentro del objeto: un ``push`` a mil
+    # receptores toca menos memoria y cada cliente ocupa menos.
+    __slots__ = (
+        "_sock",
+        "_flusher",
+        "limit",
+        "high_water",
+        "low_water",
+        "_on_overflow",
+        "_lock",
+        "_drained_cond",
+        "_inflight",
+        "_pos",
+        "_pending",
+        "_sending",
+        "idle",
+        "_watchers",
+        "sent",
+        "_last_progress",
+        "_over_since",
+        "_sent_at_over",
+        "_stalled_at",
+        "_sent_at_stall",
+        "closed",
+        "sealed",
+        "paused",
+        "stalled",
+        "overflowed",
+        "closed_reason",
+    )
 
     def __init__(
         self,
@@ -93,6 +130,8 @@ class Outbox:
         self._pos = 0
         self._pending = bytearray()
         self._sending = False
+        # ``idle``: un ``push`` ahora iría directo al socket (``Batch.flush`` lo lee sin lock, como pista).
+        self.idle = True
         self._watchers = 0
         self.sent = 0
         self._last_progress = time.monotonic()
@@ -125,19 +164,45 @@ class Outbox:
 
         Con ``last=True`` (la despedida) el buffer se sella: nada de lo que otros
         hilos envíen después puede aparecer tras el adiós.
+
+        El camino rápido (cliente al día: ``idle``) está escrito entero aquí, sin
+        llamadas a otros métodos ni reloj, porque corre una vez por destinatario de
+        cada línea: con mil receptores, cada bytecode de más se paga mil veces.
+        Con la cola vacía el lector está al día; el reloj de su progreso se pone
+        en marcha recién cuando se forma una cola (``_send_as_owner``, ``_enqueue_locked``).
         """
-        # acquire/release explícitos en vez de ``with`` en el camino de cada línea (aquí y en
-        # ``_send_fresh``): en CPython 3.11 cada ``with`` cuesta unos 0,3 µs más, y esto
-        # corre una vez por destinatario de cada línea.
+        # acquire/release explícitos en vez de ``with``: en CPython 3.11 cada ``with``
+        # cuesta unos 0,3 µs más.
         lock = self._lock
         lock.acquire()
-        try:
-            owner = self._claim_locked(last)
-        finally:
+        if self.idle and not last:
+            self.idle = False
+            self._sending = True
             lock.release()
-        if owner:
-            return self._send_fresh(data)
-        return False if owner is None else self._push_queued(data, last)
+        else:
+            lock.release()
+            queued = self._push_queued(data, last)
+            if queued is not None:
+                return queued
+        # Este hilo es el dueño y la cola está vacía: un send fuera del lock.
+        try:
+            sent = self._sock.send(data)
+        except OSError as exc:
+            sent = self._send_error(exc)
+        if sent == len(data):
+            lock.acquire()
+            try:
+                # Mientras enviaba, otro hilo pudo encolar, cerrar, pausar, sellar o esperar el vaciado.
+                if not (self._pending or self.closed or self.paused or self.sealed or self._watchers):
+                    self.sent += sent
+                    self._sending = False
+                    self.idle = True
+                    return True
+            finally:
+                lock.release()
+        elif sent < 0:
+            return False
+        return self._send_as_owner(data, sent=sent) != _DEAD
 
     def _claim_locked(self, last: bool) -> bool | None:
         """Con el lock: ¿este hilo pasa a ser el dueño, con la cola vacía?
@@ -151,10 +216,14 @@ class Outbox:
             return False
         self.sealed = last
         self._sending = True
+        self.idle = False
         return True
 
-    def _push_queued(self, data: bytes, last: bool) -> bool:
-        """``push`` cuando hay cola, pausa u otro dueño: se encola (o se prueba un envío)."""
+    def _push_queued(self, data: bytes, last: bool) -> bool | None:
+        """``push`` cuando hay cola, pausa, otro dueño o ``last``: se encola (o se prueba un envío).
+
+        ``None``: este hilo pasó a ser el dueño con la cola vacía, y ``push`` envía ``data``.
+        """
         probed = False
         while True:
             probe = False
@@ -162,15 +231,15 @@ class Outbox:
                 owner = self._claim_locked(last)
                 if owner is None:
                     return False
-                if not owner and not probed and self._backlog() + len(data) > self.limit:
+                if owner:
+                    return None
+                if not probed and self._backlog() + len(data) > self.limit:
                     # Antes de juzgar al lector se mira cuánto avanzó: un send más, solo aquí.
                     probe = self._take_locked()
-                if not owner and not probe:
+                if not probe:
                     self.sealed = last
                     # Otro hilo envía, el Flusher vacía la cola o hay pausa: solo se encola.
                     queued = self._enqueue_locked(data)
-            if owner:
-                return self._send_fresh(data)
             if not probe:
                 break
             probed = True
@@ -184,37 +253,24 @@ class Outbox:
         """Un ``send`` del dueño, fuera del lock; -1 si el socket murió (y el buffer se cierra)."""
         try:
             return self._sock.send(view)
-        except (BlockingIOError, InterruptedError):
-            return 0
         except OSError as exc:
-            with self._lock:
-                self._sending = False
-                self._close_locked(f"send failed ({exc.strerror or exc})")
-            return -1
+            return self._send_error(exc)
 
-    def _send_fresh(self, data: bytes) -> bool:
-        """El camino rápido del dueño con la cola vacía: un ``send`` y, si salió todo, listo."""
-        sent = self._owner_send(data)
-        if sent < 0:
-            return False
-        if sent == len(data):
-            lock = self._lock
-            lock.acquire()
-            try:
-                if not self._pending and not self.closed:
-                    self.sent += sent
-                    self._last_progress = time.monotonic()
-                    self._sending = False
-                    if self._over_since is not None or self.stalled or self._watchers:
-                        self._progress_locked()
-                    return True
-            finally:
-                lock.release()
-        return self._send_as_owner(data, sent=sent) != _DEAD
+    def _send_error(self, exc: OSError) -> int:
+        """Un ``send`` del dueño falló: 0 si solo no había espacio, -1 si el socket murió."""
+        if isinstance(exc, (BlockingIOError, InterruptedError)):
+            return 0
+        with self._lock:
+            self._sending = False
+            self._close_locked(f"send failed ({exc.strerror or exc})")
+        return -1
 
     def _enqueue_locked(self, data: bytes) -> bool:
         """Agrega a la cola; ``False`` si el lector pasó el límite y se cortó."""
-        total = self._backlog() + len(data)
+        backlog = self._backlog()
+        if not backlog:
+            self._last_progress = time.monotonic()  # se forma una cola: el lector estaba al día
+        total = backlog + len(data)
         if total > self.limit and self._must_cut(total):
             self.overflowed = True
             self._close_locked(f"stopped reading (more than {self.limit} bytes queued)")
@@ -255,6 +311,8 @@ class Outbox:
             with self._lock:
                 if sent:
                     self.sent += sent
+                if sent or data is not None:
+                    # Con bytes nuevos la cola estaba vacía: hasta aquí el lector estaba al día.
                     self._last_progress = time.monotonic()
                 if self.closed:
                     self._sending = False
@@ -275,10 +333,17 @@ class Outbox:
                         continue
                 self._sending = False
                 self._progress_locked()
+                self._settle_locked()
                 left = bool(self._inflight or self._pending) and not self.paused
             if left and not from_flusher:
                 self._flusher.schedule(self)
             return _LEFT if left else _DONE
+
+    def _settle_locked(self) -> None:
+        """Recalcula ``idle`` desde el estado completo (al terminar un envío o una pausa)."""
+        self.idle = not (
+            self.closed or self.sealed or self.paused or self._sending or self._inflight or self._pending
+        )
 
     def _progress_locked(self) -> None:
         """Actualiza el estado del lector según su cola (después de cada envío)."""
@@ -304,6 +369,7 @@ class Outbox:
         if self.closed or self.paused or self._sending or not (self._inflight or self._pending):
             return False
         self._sending = True
+        self.idle = False
         if not self._inflight:
             self._inflight, self._pending, self._pos = self._pending, bytearray(), 0
         return True
@@ -312,6 +378,7 @@ class Outbox:
         """Retiene todo lo que llegue (en orden) hasta ``resume``; nada sale mientras tanto."""
         with self._lock:
             self.paused = True
+            self.idle = False
 
     def discard_held(self) -> None:
         """Descarta lo retenido por ``pause`` (nada de eso salió todavía)."""
@@ -324,6 +391,8 @@ class Outbox:
         with self._lock:
             self.paused = False
             took = self._take_locked()
+            if not took:
+                self._settle_locked()
         if took:
             self._send_as_owner()
 
@@ -373,7 +442,9 @@ class Outbox:
                 now = time.monotonic()
                 waited = now - started
                 slow = waited >= PROGRESS_WINDOW and (self.sent - sent_at_start < MIN_DRAIN_RATE / 2 * waited)
-                if not self.closed and (slow or now - self._last_progress >= NO_PROGRESS):
+                # Con la cola ya bajo el nivel bajo no hay a quién declarar atascado.
+                drained = self._backlog() <= self.low_water
+                if not self.closed and not drained and (slow or now - self._last_progress >= NO_PROGRESS):
                     self.stalled = True
                     self._stalled_at, self._sent_at_stall = now, self.sent
                     return False
@@ -412,6 +483,7 @@ class Outbox:
     def _close_locked(self, reason: str) -> None:
         if not self.closed:
             self.closed = True
+            self.idle = False
             self.closed_reason = reason
             # Se reemplazan, no se vacían: el dueño puede estar enviando desde ``_inflight``.
             self._inflight, self._pos, self._pending = b"", 0, bytearray()

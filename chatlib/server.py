@@ -202,7 +202,8 @@ class Batch:
                     continue
                 outbox = member.outbox
                 outbox.push(data)
-                if outbox.congested:
+                # ``idle`` tras el push: todo salió, no hay cola que mirar (el caso común).
+                if not outbox.idle and outbox.congested:
                     congested.append(member)
         for target, lines in personal.items():
             target.deliver(_encode(lines))

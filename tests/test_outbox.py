@@ -8,6 +8,7 @@ from __future__ import annotations
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import cast
 
@@ -239,3 +240,91 @@ def test_many_threads_pushing_to_one_outbox_lose_nothing_and_keep_each_ones_orde
         seen[int(w[1:])].append(int(i))
     assert all(seen[w] == list(range(per_writer)) for w in range(writers))
     assert outbox.wait_drained(5) and outbox.queued == 0
+    assert_idle_flag_is_true(outbox, expected=True)
+
+
+def assert_idle_flag_is_true(outbox: Outbox, *, expected: bool) -> None:
+    """``idle`` (el atajo del camino rápido) coincide con el estado completo, leído con el lock."""
+    with outbox._lock:
+        free = not (
+            outbox.closed
+            or outbox.sealed
+            or outbox.paused
+            or outbox._sending
+            or outbox._inflight
+            or outbox._pending
+        )
+        assert (outbox.idle, free) == (expected, expected)
+
+
+def test_the_idle_flag_follows_every_state_of_the_outbox(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Un ``idle`` verdadero de más haría enviar por delante de una cola, tras el adiós o en pausa."""
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=4 << 20)
+    assert_idle_flag_is_true(outbox, expected=True)
+    assert outbox.push(b"fast\n")
+    assert_idle_flag_is_true(outbox, expected=True)
+    outbox.pause()
+    assert_idle_flag_is_true(outbox, expected=False)
+    assert outbox.push(b"held\n")
+    assert_idle_flag_is_true(outbox, expected=False)
+    outbox.resume()
+    assert_idle_flag_is_true(outbox, expected=True)
+    assert read_exactly(b, len(b"fast\nheld\n")) == b"fast\nheld\n"
+    # Una cola que el Flusher vacía: idle vuelve recién cuando no queda nada.
+    sent = fill(outbox, 1 << 20)
+    assert_idle_flag_is_true(outbox, expected=False)
+    assert read_exactly(b, len(sent)) == sent
+    wait_until(lambda: outbox.idle, timeout=10)
+    assert_idle_flag_is_true(outbox, expected=True)
+    assert outbox.push(b"bye\n", last=True)
+    assert_idle_flag_is_true(outbox, expected=False)
+    assert not outbox.push(b"late\n")
+    assert read_exactly(b, 4) == b"bye\n"
+    outbox.close()
+    assert_idle_flag_is_true(outbox, expected=False)
+
+
+def test_a_queue_that_forms_after_a_long_quiet_time_starts_its_progress_clock(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """El camino rápido no lee el reloj: al formarse la cola el lector cuenta como al día en ese momento.
+
+    Sin esto, un lector que recibió todo durante una hora y luego se llena
+    parecería sin avanzar desde hace una hora y se le dejaría de esperar al instante.
+    """
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=4 << 20)
+    assert outbox.push(b"hello\n")
+    assert read_exactly(b, 6) == b"hello\n"
+
+    def an_hour_ago() -> None:
+        with outbox._lock:
+            outbox._last_progress = time.monotonic() - 3600.0
+
+    def clock_restarted() -> bool:
+        with outbox._lock:
+            return time.monotonic() - outbox._last_progress < outbox_module.NO_PROGRESS
+
+    # La cola se forma en una pausa (se encola sin enviar).
+    an_hour_ago()
+    outbox.pause()
+    assert outbox.push(b"held\n")
+    assert clock_restarted()
+    outbox.resume()
+    assert read_exactly(b, 5) == b"held\n"
+    # La cola se forma porque el núcleo ya estaba lleno: el send del camino rápido no entrega nada.
+    filler = b"f" * 4096
+    stuffed = 0
+    try:
+        while True:
+            stuffed += a.send(filler)
+    except BlockingIOError:
+        pass
+    an_hour_ago()
+    assert outbox.push(b"late\n")
+    assert outbox.queued == 5
+    assert clock_restarted()
+    assert read_exactly(b, stuffed + 5) == b"f" * stuffed + b"late\n"
