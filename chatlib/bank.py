@@ -205,10 +205,10 @@ class Bank:
 
         Dentro del bloque, las operaciones de este hilo no vuelven a tomarlo (el
         lock no es reentrante); las de otros hilos esperan a que termine. El
-        servidor procesa así un lote de ``:t``: con cien hilos que transfieren
-        a la vez, tomar el lock por comando hace que el GIL suelte al hilo
-        dentro de la sección crítica y los demás hagan fila (un convoy); por
-        lote, la fila se forma a lo más una vez por ``recv``. Nada de E/S dentro.
+        servidor procesa así una racha de ``:t`` que mueven dinero dentro de un
+        lote: con cien hilos que transfieren a la vez, tomar el lock por comando
+        hace que el GIL suelte al hilo dentro de la sección crítica y los demás
+        hagan fila (un convoy). Nada de E/S dentro.
         """
         with self.lock:
             self._holder = threading.get_ident()
@@ -238,6 +238,17 @@ class Bank:
         """Saldo actual de ``account``."""
         with self._guard():
             return self.ledger.balance(account)
+
+    def balance_unlocked(self, account: str) -> int | None:
+        """El saldo de ``account`` leído sin el lock (``None`` si no existe).
+
+        Una sola lectura de un diccionario es atómica en CPython, así que el valor
+        es uno que la cuenta tuvo de verdad, aunque pueda cambiar apenas se leyó.
+        Sirve solo para decisiones que siguen siendo ciertas si el saldo sube
+        después: el servidor rechaza así una ``:t`` por fondos sin tomar el lock
+        (ver ``Session.transfer``).
+        """
+        return self.ledger.balances.get(account)
 
     def transfer(self, source: str, target: str, amount: int) -> int:
         """Mueve ``amount`` > 0 de ``source`` a ``target``; devuelve el nuevo saldo de ``source``.

@@ -550,12 +550,32 @@ class Session:
         return False
 
     def transfer(self, target_name: str, amount: int, batch: Batch) -> None:
-        """El cuerpo de ``:t`` con el monto ya validado (también lo usa el camino rápido de ``chat``)."""
+        """El cuerpo de ``:t`` con el monto ya validado (también lo usa el camino rápido de ``chat``).
+
+        Un rechazo por fondos se decide sin el lock del banco. Solo esta sesión
+        gasta de su cuenta (los demás hilos solo le depositan), así que entre el
+        momento en que se encontró al destinatario conectado (en
+        ``member_names``, que se lee sin lock) y la lectura del saldo este no
+        bajó: si lo leído no alcanza, tampoco alcanzaba entonces, y la respuesta
+        es verdad en ese instante. El banco se toma solo para mover dinero, y se
+        suelta en el primer rechazo: cien clientes sin fondos que envían ráfagas
+        de ``:t`` no hacen fila en el banco.
+        """
         assert self.identifier is not None and self.account is not None
         key = proto.identifier_key(target_name)
         if key == self._key:
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
             return
+        server = self.server
+        if self._bank_hold is None and server.bank_batches:
+            # Sin lock: ``member_names`` es una copia que nadie modifica.
+            if key not in server.member_names:
+                batch.reply(self._no_such_user(target_name))
+                return
+            balance = server.bank.balance_unlocked(self.account)
+            if balance is not None and balance < amount:
+                batch.reply(proto.INSUFFICIENT_FUNDS)
+                return
         bank = self._bank()
         # Con el banco tomado para el lote, ninguna cuenta se cierra ni se reabre
         # hasta soltarlo: basta resolver la cuenta, sin retenerla.
@@ -586,6 +606,7 @@ class Session:
                 self.server.unhold_account(account)
         if remaining is None:
             batch.reply(proto.INSUFFICIENT_FUNDS)
+            self._release_bank()  # la racha de transferencias terminó: los rechazos que sigan no lo necesitan
         else:
             batch.reply(proto.transfer_sent_line(amount, target.identifier, remaining))
             batch.to(target, proto.transfer_received_line(self.identifier, amount))
@@ -754,6 +775,9 @@ class ChatServer:
         self._pre_join: dict[str, int] = {}
         self._asking: dict[str, int] = {}
         self.members: tuple[Session, ...] = ()
+        # Los miembros por clave de identificador, con la misma regla que ``members``:
+        # nunca se modifica, se reemplaza con el lock tomado, y se lee sin lock.
+        self.member_names: dict[str, Session] = {}
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self.wake_socket, self._wake_w = socket.socketpair()
@@ -983,6 +1007,8 @@ class ChatServer:
                 return False
             session.joined = True
             self.members = self.members + (session,)
+            assert session.identifier is not None
+            self.member_names = {**self.member_names, proto.identifier_key(session.identifier): session}
             return True
 
     def find_member(self, identifier: str) -> Session | None:
@@ -1008,6 +1034,7 @@ class ChatServer:
             if was_member:
                 session.joined = False
                 self.members = tuple(m for m in self.members if m is not session)
+                self.member_names = {k: m for k, m in self.member_names.items() if m is not session}
         account, session.account = session.account, None
         if account is not None:
             try:

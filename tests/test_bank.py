@@ -103,6 +103,20 @@ def test_transfer_if_funds_rejects_without_exception_and_changes_nothing() -> No
     bank.check_invariant()
 
 
+def test_balance_unlocked_reads_without_waiting_for_the_lock() -> None:
+    """La lectura que usa el servidor para rechazar por fondos: un saldo real, sin tomar el lock."""
+    bank = Bank()
+    bank.open("alice", 10)
+    bank.open("bob", 0)
+    assert bank.transfer_if_funds("alice", "bob", 4) == 6
+    with bank.lock:  # otro "hilo" dentro del banco: la lectura no espera
+        assert bank.balance_unlocked("alice") == 6
+        assert bank.balance_unlocked("bob") == 4
+        assert bank.balance_unlocked("nobody") is None
+    bank.close("bob")
+    assert bank.balance_unlocked("bob") is None
+
+
 def test_held_takes_the_lock_once_for_this_thread_and_blocks_the_others() -> None:
     bank = Bank()
     bank.open("alice", 100)

@@ -181,6 +181,53 @@ def test_transfer_to_disconnected_user_is_refused(server: ChatServer, connect: C
     a.expect("[SERVER] Client: You have 100 dollars.")
 
 
+def test_a_transfer_refused_for_funds_does_not_wait_for_the_bank(
+    server: ChatServer, connect: Connect
+) -> None:
+    """Un rechazo por fondos se decide sin el lock del banco (antes, con otro hilo dentro, esperaba)."""
+    a, b = connect("ana", 100), connect("beto", 0)
+    lock = server.bank.lock
+    with lock:
+        a.send(":t - beto - 500")
+        a.expect("[SERVER] Client: You don't have sufficient funds for the transaction.", timeout=2)
+        a.send(":t - ghost - 5")
+        a.expect("[SERVER] Client: There is no connected user called 'ghost'.", timeout=2)
+        a.send(":t - ana - 5")
+        a.expect("[SERVER] Client: You cannot transfer money to yourself.", timeout=2)
+    a.send(":t - beto - 60")
+    a.expect("[SERVER] Client: You transferred 60 dollars to beto. You have 40 dollars.")
+    b.expect("[SERVER] Client: ana transferred you 60 dollars.")
+    assert server.accounts() == {"ana": 40, "beto": 60}
+
+
+def test_refusals_and_transfers_in_one_batch_answer_in_line_order(
+    server: ChatServer, connect: Connect
+) -> None:
+    """Un lote que alterna rechazos (sin banco) y transferencias (con el banco, que se suelta al rechazar)."""
+    a, b = connect("ana", 100), connect("beto", 0)
+    a.send_raw(b":t - beto - 150\n:t - beto - 60\n:t - beto - 50\n:t - beto - 40\n:funds\n:t - beto - 1\n")
+    insufficient = "[SERVER] Client: You don't have sufficient funds for the transaction."
+    expected = [
+        insufficient,
+        "[SERVER] Client: You transferred 60 dollars to beto. You have 40 dollars.",
+        insufficient,
+        "[SERVER] Client: You transferred 40 dollars to beto. You have 0 dollars.",
+        "[SERVER] Client: You have 0 dollars.",
+        insufficient,
+    ]
+    for line in expected:
+        a.expect(line)
+    assert a.lines[-len(expected) :] == expected
+    b.expect_all(
+        [
+            "[SERVER] Client: ana transferred you 60 dollars.",
+            "[SERVER] Client: ana transferred you 40 dollars.",
+        ]
+    )
+    assert server.accounts() == {"ana": 0, "beto": 100}
+    server.bank.check_invariant()
+
+
 def test_bad_bytes_never_crash_or_move_money(server: ChatServer, connect: Connect) -> None:
     a, b = connect("ana", 100), connect("beto", 100)
     a.send_raw(b"\xff\xfe bad \xc3\n")
