@@ -52,6 +52,16 @@ ACCEPT_BACKOFF = 0.05
 DEFAULT_MAX_HANDSHAKES = 64
 DEFAULT_MAX_HANDSHAKES_PER_IP = 16
 DEFAULT_CONSOLE_HISTORY = 1000
+SWITCH_INTERVAL = 0.02
+"""Segundos que un hilo puede tener el GIL mientras otros lo esperan (CPython usa 0,005).
+
+Cada hilo que espera el GIL despierta al vencer ese plazo para pedirlo: con
+cien clientes que envían a la vez, son cien hilos despertando cada 5 ms aunque
+el que lo tiene vaya a soltarlo solo en su próximo ``send`` o ``recv``. Los
+hilos del servidor sueltan el GIL en cada llamada de red, así que un plazo
+mayor casi no retrasa a nadie y ahorra esos despertares (bench/README.md).
+Lo fija ``main`` para su proceso; un ``ChatServer`` dentro de otro programa no lo toca.
+"""
 NEWLINE_HINT_AFTER = 2.0
 SHUTDOWN_NOTICE = proto.server_line("The server is shutting down. Goodbye!")
 HANDSHAKE_TIMEOUT_NOTICE = proto.server_line("You took too long to answer. Goodbye!")
@@ -1189,6 +1199,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="read at most this many lines per second from each client; 0 = no limit (default 0)",
     )
     parser.add_argument(
+        "--switch-interval",
+        type=_seconds(allow_zero=False),
+        default=SWITCH_INTERVAL,
+        metavar="SECONDS",
+        help="how long a thread may keep Python's GIL while others wait for it "
+        f"(sys.setswitchinterval; CPython's default is 0.005) (default {SWITCH_INTERVAL})",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
@@ -1233,6 +1251,7 @@ def main(argv: list[str] | None = None) -> int:
     """Punto de entrada de ``python -m chatlib.server``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    sys.setswitchinterval(args.switch_interval)
     bank: Bank | None = None
     if args.unsafe_bank is not None:
         # Import tardío: el servidor normal no carga el laboratorio de carreras.

@@ -114,6 +114,8 @@ def test_server_process_exits_cleanly_on_ctrl_c(server_process: tuple[Proc, tupl
         ["--max-clients", "0"],
         ["--max-handshakes-per-ip", "-1"],
         ["--max-line-rate", "-2"],
+        ["--switch-interval", "0"],
+        ["--switch-interval", "-1"],
     ],
 )
 def test_server_rejects_bad_option_values_with_a_usage_error(args: list[str]) -> None:
@@ -128,6 +130,36 @@ def test_server_rejects_bad_option_values_with_a_usage_error(args: list[str]) ->
     assert result.stderr.startswith("usage: python -m chatlib.server")
     assert f"argument {args[0]}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SWITCH_PROBE = """
+import signal, sys, threading, time
+from chatlib import server
+
+def probe():
+    deadline = time.monotonic() + 10
+    # Espera a que el servidor escuche (sus manejadores de señal ya están puestos).
+    while time.monotonic() < deadline and not any(t.name == "chatlib-accept" for t in threading.enumerate()):
+        threading.Event().wait(0.01)
+    print("switch interval", sys.getswitchinterval(), flush=True)
+    signal.raise_signal(signal.SIGINT)
+
+threading.Thread(target=probe, daemon=True).start()
+sys.exit(server.main(ARGS))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "wanted"),
+    [([], 0.02), (["--switch-interval", "0.01"], 0.01)],
+)
+def test_the_server_process_sets_its_gil_switch_interval(args: list[str], wanted: float) -> None:
+    code = SWITCH_PROBE.replace("ARGS", repr(["--port", "0", *args]))
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert f"switch interval {wanted}" in result.stdout
+    assert result.returncode == 0, result.stderr
 
 
 def test_server_keeps_serving_and_stops_cleanly_when_its_console_pipe_breaks() -> None:
