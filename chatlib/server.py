@@ -1022,10 +1022,8 @@ class ChatServer:
             return True
 
     def find_member(self, identifier: str) -> Session | None:
-        """Busca un usuario unido por identificador."""
-        with self._lock:
-            session = self._names.get(proto.identifier_key(identifier))
-        return session if session is not None and session.joined else None
+        """Busca un usuario unido por identificador (en ``member_names``, sin lock)."""
+        return self.member_names.get(proto.identifier_key(identifier))
 
     def release(self, session: Session) -> bool:
         """Libera en un paso la membresía, el identificador y la cuenta de ``session``.
