@@ -105,6 +105,7 @@ class Outbox:
         "closed",
         "sealed",
         "paused",
+        "_held_from",
         "stalled",
         "overflowed",
         "closed_reason",
@@ -142,6 +143,7 @@ class Outbox:
         self.closed = False
         self.sealed = False
         self.paused = False
+        self._held_from = 0
         self.stalled = False
         self.overflowed = False
         self.closed_reason: str | None = None
@@ -379,22 +381,39 @@ class Outbox:
         with self._lock:
             self.paused = True
             self.idle = False
+            # En pausa nadie toma la cola: lo que ya estaba en ella queda en ``_pending[:_held_from]``.
+            self._held_from = len(self._pending)
 
     def discard_held(self) -> None:
-        """Descarta lo retenido por ``pause`` (nada de eso salió todavía)."""
+        """Descarta lo retenido por ``pause`` (nada salió aún); lo encolado antes de la pausa sigue."""
         with self._lock:
             if self.paused:
-                self._inflight, self._pos, self._pending = b"", 0, bytearray()
+                del self._pending[self._held_from :]
 
-    def resume(self) -> None:
-        """Libera lo retenido: primero lo más antiguo, sin bloquear."""
+    def resume(self, first: bytes = b"") -> None:
+        """Libera lo retenido sin bloquear: sale lo que ya estaba en cola, ``first`` y lo retenido.
+
+        ``first`` es la línea que debe llegar antes que todo lo que otros
+        enviaron durante la pausa (la confirmación del saldo al entrar al
+        chat). Sin cola ni envío en curso, el caso de cada ingreso, sale con
+        un ``send`` directo, sin pasar por la cola.
+        """
         with self._lock:
             self.paused = False
-            took = self._take_locked()
+            mark = self._held_from
+            # Sellado antes de la pausa, el adiós ya está en cola o salió: nada va después.
+            if self.closed or (self.sealed and len(self._pending) <= mark):
+                first = b""
+            fresh = bool(first) and not (self.sealed or self._sending or self._inflight or self._pending)
+            if fresh:
+                self._sending = True
+            elif first:
+                self._pending[mark:mark] = first
+            took = fresh or self._take_locked()
             if not took:
                 self._settle_locked()
         if took:
-            self._send_as_owner()
+            self._send_as_owner(first if fresh else None)
 
     def flush(self) -> bool:
         """Lo llama el ``Flusher`` cuando el socket admite escritura; ``True`` si ya no debe vigilarlo.

@@ -405,7 +405,6 @@ class Session:
         """
         assert self.identifier is not None
         self.outbox.pause()
-        self.send_lines(self.balance_line)
         if not self.server.add_member(self):
             self.outbox.discard_held()
             self.outbox.resume()
@@ -413,7 +412,7 @@ class Session:
             return False
         line = proto.connected_line(self.identifier)
         self.server.console(line)
-        self.outbox.resume()
+        self.outbox.resume(_encode((self.balance_line,)))
         batch = Batch(self)
         batch.broadcast(line)
         batch.flush(self.server.members, throttle=False)

@@ -328,3 +328,87 @@ def test_a_queue_that_forms_after_a_long_quiet_time_starts_its_progress_clock(
     assert outbox.queued == 5
     assert clock_restarted()
     assert read_exactly(b, stuffed + 5) == b"f" * stuffed + b"late\n"
+
+
+def stuff_kernel(sock: socket.socket) -> int:
+    """Llena el buffer de envío del núcleo: el próximo ``push`` tiene que encolar."""
+    filler = b"f" * 4096
+    stuffed = 0
+    try:
+        while True:
+            stuffed += sock.send(filler)
+    except BlockingIOError:
+        return stuffed
+
+
+def test_resume_sends_first_after_the_queue_and_before_what_was_held(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """``resume(first)``: lo que ya estaba en cola, luego ``first``, luego lo que llegó en la pausa."""
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=4 << 20)
+    # Sin cola: ``first`` sale directo y el buffer queda libre.
+    outbox.pause()
+    outbox.resume(b"first\n")
+    assert read_exactly(b, 6) == b"first\n"
+    assert_idle_flag_is_true(outbox, expected=True)
+    # Algo llegó durante la pausa: ``first`` va delante.
+    outbox.pause()
+    assert outbox.push(b"held\n")
+    outbox.resume(b"first\n")
+    assert read_exactly(b, 11) == b"first\nheld\n"
+    # Había cola antes de la pausa: esa va primero.
+    stuffed = stuff_kernel(a)
+    assert outbox.push(b"queued\n")
+    outbox.pause()
+    assert outbox.push(b"held\n")
+    outbox.resume(b"first\n")
+    expected = b"f" * stuffed + b"queued\nfirst\nheld\n"
+    assert read_exactly(b, len(expected)) == expected
+    assert outbox.wait_drained(5)
+    assert_idle_flag_is_true(outbox, expected=True)
+
+
+def test_discard_held_keeps_the_queue_from_before_the_pause(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    outbox = Outbox(a, flusher, limit=4 << 20)
+    stuffed = stuff_kernel(a)
+    assert outbox.push(b"queued\n")
+    outbox.pause()
+    assert outbox.push(b"held\n")
+    outbox.discard_held()
+    outbox.resume()
+    assert outbox.push(b"after\n")
+    expected = b"f" * stuffed + b"queued\nafter\n"
+    assert read_exactly(b, len(expected)) == expected
+
+
+def test_resume_never_sends_first_after_a_goodbye(
+    flusher: Flusher, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Un adiós en la pausa sale después de ``first``; uno de antes de la pausa es lo último."""
+    a, b = pair
+    outbox = Outbox(a, flusher)
+    outbox.pause()
+    assert outbox.push(b"bye\n", last=True)
+    outbox.resume(b"first\n")
+    assert read_exactly(b, 10) == b"first\nbye\n"
+    c, d = socket.socketpair()
+    try:
+        c.setblocking(False)
+        sealed = Outbox(c, flusher)
+        assert sealed.push(b"bye\n", last=True)
+        sealed.pause()
+        sealed.resume(b"first\n")
+        assert sealed.wait_drained(5)
+        c.shutdown(socket.SHUT_WR)
+        d.settimeout(5)
+        received = b""
+        while chunk := d.recv(4096):
+            received += chunk
+        assert received == b"bye\n"
+    finally:
+        c.close()
+        d.close()
