@@ -86,7 +86,9 @@ class ConsoleWriter:
         self._batch_sink = batch_sink
         self._queue_size = queue_size
         self._lines: deque[str] = deque()
-        self._ready = threading.Condition(threading.Lock())
+        # ``write`` toma el lock directamente: el ``with`` de una ``Condition`` es código Python.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
         self._idle = False
         self._stopping = False
         self._warn = RateLimitedLog(log)
@@ -102,7 +104,7 @@ class ConsoleWriter:
         """Encola ``line``; si la consola no da abasto, la descarta en vez de esperar."""
         if self.broken:
             return
-        with self._ready:
+        with self._lock:
             if len(self._lines) >= self._queue_size:
                 self.dropped += 1
                 dropped = self.dropped

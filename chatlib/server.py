@@ -775,6 +775,8 @@ class ChatServer:
         self._warn = RateLimitedLog(log)
         self._lock = threading.Lock()
         self._turns = threading.Condition(self._lock)
+        # Cuántos esperan turno: sin nadie esperando, terminar un saludo no avisa (el caso común).
+        self._turn_waiters = 0
         self._sessions: set[Session] = set()
         self._names: dict[str, Session] = {}
         self._owners: dict[str, str] = {}
@@ -916,7 +918,7 @@ class ChatServer:
         """
         per_ip = self.max_handshakes_per_ip
         host = session.peer[0]
-        with self._turns:
+        with self._lock:
             while per_ip and self._asking.get(host, 0) >= per_ip:
                 if not block:
                     return False
@@ -925,7 +927,11 @@ class ChatServer:
                 remaining = session.deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
-                self._turns.wait(remaining)
+                self._turn_waiters += 1
+                try:
+                    self._turns.wait(remaining)
+                finally:
+                    self._turn_waiters -= 1
             if self.stopping:
                 raise ServerStopping
             self._asking[host] = self._asking.get(host, 0) + 1
@@ -947,7 +953,8 @@ class ChatServer:
         if session.has_turn:
             session.has_turn = False
             _decrement(self._asking, host)
-            self._turns.notify_all()
+            if self._turn_waiters:
+                self._turns.notify_all()
 
     def reserve_identifier(self, session: Session, identifier: str) -> bool:
         """Reserva un identificador (sin distinguir mayúsculas); ``False`` si está ocupado."""
