@@ -183,6 +183,25 @@ def _serve(conn: Connection, members: Members | None) -> None:
         conn.sock.close()
 
 
+def serve(listener: socket.socket, members: Members | None, wake: socket.socket | None) -> None:
+    """Acepta para siempre: un ``threading.Thread`` por conexión (``wake``: la E/S portable)."""
+    accept_poll = None
+    if wake is not None:
+        listener.setblocking(False)
+        accept_poll = select.poll()
+        accept_poll.register(listener, select.POLLIN)
+        accept_poll.register(wake, select.POLLIN)
+    while True:
+        if accept_poll is not None:
+            accept_poll.poll()
+        try:
+            sock, _ = listener.accept()
+        except BlockingIOError:
+            continue
+        conn = Connection(sock) if wake is None else PortableConnection(sock, wake)
+        threading.Thread(target=_serve, args=(conn, members), daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Escucha hasta SIGTERM/SIGINT; imprime ``Listening on host:port``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -196,25 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.create_server((args.host, args.port), backlog=min(args.max_clients, 4096))
     # El despertador de ``stop()`` en chatlib: nadie escribe en él, pero cada espera lo vigila.
     wake, wake_w = socket.socketpair() if args.portable else (None, None)
-    accept_poll = None
-    if wake is not None:
-        listener.setblocking(False)
-        accept_poll = select.poll()
-        accept_poll.register(listener, select.POLLIN)
-        accept_poll.register(wake, select.POLLIN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host, port = listener.getsockname()[:2]
     print(f"Listening on {host}:{port}", flush=True)
     try:
-        while True:
-            if accept_poll is not None:
-                accept_poll.poll()
-            try:
-                sock, _ = listener.accept()
-            except BlockingIOError:
-                continue
-            conn = Connection(sock) if wake is None else PortableConnection(sock, wake)
-            threading.Thread(target=_serve, args=(conn, members), daemon=True).start()
+        serve(listener, members, wake)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         for end in (wake, wake_w):
             if end is not None:
                 end.close()
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ generador de carga en tamaño mínimo, verificando que todo mensaje llegó.
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +145,30 @@ def test_the_memory_floor_joins_and_says_goodbye() -> None:
             assert ana.file.readline() == ""
         finally:
             ana.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "marker"), [("chatlib", "ChatServer.release (server.py)"), ("floor", "_serve (floor_server.py)")]
+)
+def test_join_bytecodes_counts_every_thread_of_the_server(kind: str, marker: str) -> None:
+    """``bench/join_bytecodes.py``: todas las altas terminan y se cuentan también los hilos de sesión."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "join_bytecodes.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--server", kind, "--joins", "40", "--top", "100000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    head = re.fullmatch(rf"{kind}: ([\d,]+) bytecodes per join \(40 joins, 32 in flight\)", lines[0])
+    assert head is not None, out
+    per_join = int(head.group(1).replace(",", ""))
+    rows = [re.fullmatch(r" *([\d.]+)  (.+)", line) for line in lines[2:]]
+    assert all(rows), out
+    # Con todas las filas el total es su suma (cada una redondeada a 0,1); el hilo de cada sesión está.
+    assert abs(sum(float(row.group(1)) for row in rows if row) - per_join) <= 1 + 0.05 * len(rows)
+    assert marker in {row.group(2) for row in rows if row}
 
 
 @pytest.mark.parametrize("scenario", ["latency", "fanout"])
