@@ -311,6 +311,18 @@ class Outbox:
                     return _DEAD
             rounds += 1
             with self._lock:
+                if (
+                    data is not None
+                    and sent == len(data)
+                    and not (self._pending or self.closed or self._watchers or self.stalled)
+                    and self._over_since is None
+                ):
+                    # Bytes nuevos que salieron enteros, nadie agregó nada y no hay estado de progreso
+                    # que tocar: como el final de ``push`` (la despedida, la confirmación del saldo).
+                    self.sent += sent
+                    self._sending = False
+                    self._settle_locked()
+                    return _DONE
                 if sent:
                     self.sent += sent
                 if sent or data is not None:

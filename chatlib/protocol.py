@@ -422,6 +422,19 @@ class LineBuffer:
 
     def feed(self, data: bytes) -> list[str | ProtocolError]:
         """Agrega bytes y devuelve, en orden, líneas decodificadas o errores."""
+        if not self._buffer and data.endswith(b"\n") and len(data) <= self.max_bytes and not self._discarding:
+            # El caso de un cliente interactivo: el ``recv`` trae líneas enteras y nada quedaba
+            # pendiente. Ninguna línea puede ser demasiado larga; basta decodificar y partir.
+            try:
+                text = data.decode(ENCODING)
+            except UnicodeDecodeError:
+                pass
+            else:
+                parts = text[:-1].split("\n")
+                if "\r" in text:
+                    parts = [line[:-1] if line.endswith("\r") else line for line in parts]
+                lines: list[str | ProtocolError] = list(parts)
+                return lines
         self._buffer += data
         out: list[str | ProtocolError] = []
         if b"\n" in data:

@@ -62,6 +62,8 @@ hilos del servidor sueltan el GIL en cada llamada de red, así que un plazo
 mayor casi no retrasa a nadie y ahorra esos despertares (bench/README.md).
 Lo fija ``main`` para su proceso; un ``ChatServer`` dentro de otro programa no lo toca.
 """
+QUIT_LINE = proto.COMMANDS["q"].usage
+"""``:q`` tal cual: el chat lo reconoce sin analizar la línea (ver ``Session.chat``)."""
 NEWLINE_HINT_AFTER = 2.0
 SHUTDOWN_NOTICE = proto.server_line("The server is shutting down. Goodbye!")
 HANDSHAKE_TIMEOUT_NOTICE = proto.server_line("You took too long to answer. Goodbye!")
@@ -442,6 +444,10 @@ class Session:
                         if item.startswith(":t ") and (plain := proto.parse_plain_transfer(item)):
                             # Una ráfaga de :t en su forma exacta: sin Command ni despacho.
                             self.transfer(plain[0], plain[1], batch)
+                            continue
+                        if item == QUIT_LINE:
+                            # Con lo que termina cada sesión; lo mismo que ``on_quit``.
+                            quitting = True
                             continue
                     elif isinstance(item, proto.ProtocolError):
                         batch.reply(proto.server_line(str(item)))
