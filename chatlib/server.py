@@ -172,7 +172,7 @@ class Batch:
         """Una línea para todos los usuarios unidos, excepto quien la envía."""
         self._ops.append((None, line))
 
-    def flush(self, members: tuple[Session, ...], *, throttle: bool = True) -> None:
+    def flush(self, members: tuple[Session, ...]) -> None:
         """Entrega el lote; nunca con un lock compartido tomado.
 
         Primero se entrega a todos y solo después, si algún destinatario quedó
@@ -222,7 +222,7 @@ class Batch:
             if target.outbox.congested:
                 congested.append(target)
         self._ops.clear()
-        if not congested or not throttle or not sender.has_input():
+        if not congested or not sender.has_input():
             return
         server = sender.server
         for member in congested:
@@ -415,10 +415,19 @@ class Session:
         line = proto.connected_line(self.identifier)
         self.server.console(line)
         self.outbox.resume(_encode((self.balance_line,)))
-        batch = Batch(self)
-        batch.broadcast(line)
-        batch.flush(self.server.members, throttle=False)
+        self.announce(line)
         return True
+
+    def announce(self, line: str) -> None:
+        """Avisa a todos los demás miembros quién entró o salió, sin esperar a ninguno.
+
+        Es lo que haría un lote de una sola difusión, sin el lote: quien entra o
+        sale no tiene más que decir, así que nunca espera a un lector con cola.
+        """
+        data = _encode((line,))
+        for member in self.server.members:
+            if member is not self:
+                member.outbox.push(data)
 
     def chat(self) -> str:
         """Bucle principal: procesa por lotes todo lo que trae cada ``recv``."""
@@ -650,9 +659,7 @@ class Session:
             else:
                 log.debug("%s disconnected: %s", self.identifier, self.outbox.closed_reason or reason)
             if not self.server.stopping:
-                batch = Batch(self)
-                batch.broadcast(line)
-                batch.flush(self.server.members, throttle=False)
+                self.announce(line)
         if reason == "quit":
             self.send_lines(proto.GOODBYE, last=True)
         elif reason == "server stopping":
