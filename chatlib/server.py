@@ -239,7 +239,8 @@ class Session:
         # El plazo del saludo es absoluto desde accept(): goteando bytes no se alarga.
         self.deadline = accepted_at + server.handshake_timeout
         self.identifier: str | None = None
-        self._key = ""
+        # ``identifier_key(identifier)``: con ella se buscan los nombres, sin distinguir mayúsculas.
+        self.key = ""
         # Clave de la cuenta en el banco: propia de esta sesión mientras alguien
         # pueda referirse a ella (ver ChatServer.open_account).
         self.account: str | None = None
@@ -376,7 +377,6 @@ class Session:
                     continue
             if self.server.reserve_identifier(self, candidate):
                 self.identifier = candidate
-                self._key = proto.identifier_key(candidate)
                 return True
             self.send_lines(
                 proto.server_line(f"The identifier '{candidate}' is already in use. Choose another.")
@@ -587,7 +587,7 @@ class Session:
         """
         assert self.identifier is not None and self.account is not None
         key = proto.identifier_key(target_name)
-        if key == self._key:
+        if key == self.key:
             batch.reply(proto.server_line("You cannot transfer money to yourself."))
             return
         server = self.server
@@ -970,12 +970,16 @@ class ChatServer:
                 self._turns.notify_all()
 
     def reserve_identifier(self, session: Session, identifier: str) -> bool:
-        """Reserva un identificador (sin distinguir mayúsculas); ``False`` si está ocupado."""
+        """Reserva un identificador (sin distinguir mayúsculas); ``False`` si está ocupado.
+
+        La clave queda en ``session.key`` en el mismo paso: ``release`` la libera con ella.
+        """
         key = proto.identifier_key(identifier)
         with self._lock:
             if key in self._names:
                 return False
             self._names[key] = session
+            session.key = key
             return True
 
     def open_account(self, session: Session, balance: int) -> None:
@@ -1036,8 +1040,7 @@ class ChatServer:
                 return False
             session.joined = True
             self.members = self.members + (session,)
-            assert session.identifier is not None
-            self.member_names = {**self.member_names, proto.identifier_key(session.identifier): session}
+            self.member_names = {**self.member_names, session.key: session}
             return True
 
     def find_member(self, identifier: str) -> Session | None:
@@ -1053,15 +1056,19 @@ class ChatServer:
         """
         with self._lock:
             self._end_handshake_locked(session)
-            if session.identifier is not None:
-                key = proto.identifier_key(session.identifier)
-                if self._names.get(key) is session:
-                    del self._names[key]
+            key = session.key
+            if self._names.get(key) is session:
+                del self._names[key]
             was_member = session.joined
             if was_member:
                 session.joined = False
-                self.members = tuple(m for m in self.members if m is not session)
-                self.member_names = {k: m for k, m in self.member_names.items() if m is not session}
+                # Copias nuevas (los lectores no toman lock), hechas en C: con mil miembros
+                # no hay un bucle de Python por cada uno.
+                i = self.members.index(session)
+                self.members = self.members[:i] + self.members[i + 1 :]
+                names = dict(self.member_names)
+                del names[key]
+                self.member_names = names
         account, session.account = session.account, None
         if account is not None:
             try:
