@@ -177,9 +177,11 @@ class Outbox:
         # cuesta unos 0,3 µs más.
         lock = self._lock
         lock.acquire()
-        if self.idle and not last:
+        if self.idle:
+            # Lo mismo que ``_claim_locked`` cuando acierta: también la despedida va por aquí.
             self.idle = False
             self._sending = True
+            self.sealed = last
             lock.release()
         else:
             lock.release()

@@ -431,14 +431,14 @@ class Session:
 
     def chat(self) -> str:
         """Bucle principal: procesa por lotes todo lo que trae cada ``recv``."""
+        prefix = proto.chat_line(self.identifier or "", "")
         while True:
             if not self._inbox and not self._receive(None):
                 return "connection closed by client"
             batch = Batch(self)
             quitting = False
             handled = 0
-            budget = self._line_budget()
-            prefix = proto.chat_line(self.identifier or "", "")
+            budget = self._line_budget() if self.server.max_line_rate else math.inf
             try:
                 while self._inbox and not quitting and handled < budget:
                     item = self._inbox.popleft()
@@ -467,7 +467,8 @@ class Session:
                     else:
                         self.relay(item, batch)
             finally:
-                self._release_bank()
+                if self._bank_hold is not None:
+                    self._release_bank()
             batch.flush(self.server.members)
             if quitting:
                 self._inbox.clear()
