@@ -141,7 +141,9 @@ def probe():
     # Espera a que el servidor escuche (sus manejadores de señal ya están puestos).
     while time.monotonic() < deadline and not any(t.name == "chatlib-accept" for t in threading.enumerate()):
         threading.Event().wait(0.01)
-    print("switch interval", sys.getswitchinterval(), flush=True)
+    # Una sola escritura, en stderr: el hilo principal imprime en stdout al mismo tiempo.
+    sys.stderr.write(f"switch interval {sys.getswitchinterval()}\\n")
+    sys.stderr.flush()
     signal.raise_signal(signal.SIGINT)
 
 threading.Thread(target=probe, daemon=True).start()
@@ -158,7 +160,7 @@ def test_the_server_process_sets_its_gil_switch_interval(args: list[str], wanted
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
-    assert f"switch interval {wanted}" in result.stdout
+    assert f"switch interval {wanted}\n" in result.stderr
     assert result.returncode == 0, result.stderr
 
 
