@@ -316,13 +316,7 @@ def test_a_queue_that_forms_after_a_long_quiet_time_starts_its_progress_clock(
     outbox.resume()
     assert read_exactly(b, 5) == b"held\n"
     # La cola se forma porque el núcleo ya estaba lleno: el send del camino rápido no entrega nada.
-    filler = b"f" * 4096
-    stuffed = 0
-    try:
-        while True:
-            stuffed += a.send(filler)
-    except BlockingIOError:
-        pass
+    stuffed = stuff_kernel(a)
     an_hour_ago()
     assert outbox.push(b"late\n")
     assert outbox.queued == 5
