@@ -438,7 +438,7 @@ class Session:
             batch = Batch(self)
             quitting = False
             handled = 0
-            budget = self._line_budget() if self.server.max_line_rate else math.inf
+            budget = self._line_budget()
             try:
                 while self._inbox and not quitting and handled < budget:
                     item = self._inbox.popleft()
@@ -467,8 +467,7 @@ class Session:
                     else:
                         self.relay(item, batch)
             finally:
-                if self._bank_hold is not None:
-                    self._release_bank()
+                self._release_bank()
             batch.flush(self.server.members)
             if quitting:
                 self._inbox.clear()
