@@ -220,6 +220,46 @@ def test_a_waiting_handshake_gets_its_turn_when_one_from_its_address_ends(
     assert third.line() == proto.balance_set_line(3)
 
 
+def test_an_answer_already_in_the_socket_is_read_without_waiting_for_it(
+    make_server: Callable[..., ChatServer], wires: list[Wire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Antes: cada ``recv`` iba detrás de un ``poll``, aunque la respuesta ya estuviera en el socket.
+
+    Quien espera turno escribe sus respuestas antes de recibir la primera
+    pregunta: cuando su hilo pregunta, todo está ya en el socket, y su sesión
+    se une al chat sin haber esperado ni una vez.
+    """
+    events: list[tuple[str, str]] = []
+    wait = server_module.Waiter.wait
+    add_member = ChatServer.add_member
+
+    def recording_wait(self: server_module.Waiter, timeout: float | None) -> bool:
+        events.append((threading.current_thread().name, "wait"))
+        return wait(self, timeout)
+
+    def recording_add_member(self: ChatServer, session: server_module.Session) -> bool:
+        events.append((threading.current_thread().name, "join"))
+        return add_member(self, session)
+
+    monkeypatch.setattr(server_module.Waiter, "wait", recording_wait)
+    monkeypatch.setattr(ChatServer, "add_member", recording_add_member)
+    srv = make_server(max_handshakes_per_ip=1)
+    first = Wire(srv.address)
+    wires.append(first)
+    assert first.line() == proto.WELCOME and first.line() == proto.ASK_IDENTIFIER
+    early = Wire(srv.address)
+    wires.append(early)
+    assert early.line() == proto.WELCOME
+    early.send(b"early\n5\n")
+    first.send(b"first\n1\n")
+    assert early.line() == proto.ASK_IDENTIFIER
+    assert early.line() == proto.ASK_BALANCE
+    assert early.line() == proto.balance_set_line(5)
+    host, port = early.sock.getsockname()[:2]
+    name = f"chatlib-client-{host}:{port}"
+    assert [what for thread, what in events if thread == name][:1] == ["join"]
+
+
 def test_a_turn_that_frees_up_goes_to_a_waiter_from_the_same_address(
     make_server: Callable[..., ChatServer], wires: list[Wire]
 ) -> None:
@@ -392,6 +432,46 @@ def test_the_accept_loop_survives_a_failure_after_accept(
     ana.send(":funds")
     ana.expect(proto.funds_line(1))
     ana.close()
+
+
+def test_connections_already_queued_are_accepted_without_waiting_for_each(
+    make_server: Callable[..., ChatServer], wires: list[Wire], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Antes: el bucle de aceptación hacía un ``poll`` antes de cada ``accept``, con cola o sin ella.
+
+    Mientras el hilo de aceptación está ocupado con la primera conexión llegan
+    tres más; al quedar libre las acepta seguidas y solo entonces vuelve a esperar.
+    """
+    events: list[str] = []
+    busy = threading.Event()
+    release = threading.Event()
+    wait = server_module.Waiter.wait
+    start_session = ChatServer._start_session
+
+    def recording_wait(self: server_module.Waiter, timeout: float | None) -> bool:
+        if threading.current_thread().name == "chatlib-accept":
+            events.append("wait")
+        return wait(self, timeout)
+
+    def held_start_session(self: ChatServer, sock: socket.socket, peer: tuple[str, int]) -> None:
+        events.append("accept")
+        if not busy.is_set():
+            busy.set()
+            release.wait(10)
+        start_session(self, sock, peer)
+
+    monkeypatch.setattr(server_module.Waiter, "wait", recording_wait)
+    monkeypatch.setattr(ChatServer, "_start_session", held_start_session)
+    srv = make_server()
+    wires.append(Wire(srv.address))
+    assert busy.wait(10)
+    wires.extend(Wire(srv.address) for _ in range(3))
+    release.set()
+    for wire in wires:
+        assert wire.line() == proto.WELCOME
+    wait_until(lambda: events[-1:] == ["wait"], what="the accept loop to wait again")
+    # Antes de la primera conexión el bucle pudo esperar o no: se mira desde ella.
+    assert events[events.index("accept") :] == ["accept", "accept", "accept", "accept", "wait"]
 
 
 def test_a_blocked_console_never_blocks_joins_leaves_or_stop() -> None:
