@@ -17,8 +17,9 @@ por conexión que cumple el protocolo y no hace nada más.
 
 Con ``--portable`` (junto con ``--notices``) la E/S es la que ``chatlib.server``
 usa para funcionar igual en Windows, macOS y Linux y poder cerrarse a tiempo:
-sockets no bloqueantes, cada espera es un ``poll`` con plazo sobre el socket y
-un despertador, cada envío es un ``send`` simple y el cierre espera el EOF del
+sockets no bloqueantes, cada lectura intenta el ``recv`` y, si no hay nada,
+espera con un ``poll`` con plazo sobre el socket y un despertador (lo mismo
+para ``accept``), cada envío es un ``send`` simple y el cierre espera el EOF del
 cliente. Son las mismas llamadas al sistema por alta que las de ``chatlib``
 (verificado con ``strace -c``) sin nada más: el techo de altas para ese diseño.
 
@@ -104,12 +105,14 @@ class PortableConnection(Connection):
         return bool(self._poll.poll(-1 if remaining == math.inf else math.ceil(remaining * 1000)))
 
     def _receive(self, deadline: float) -> bytes:
+        # Como ``Session._receive``: primero el ``recv``, y ``poll`` solo si no había nada.
+        ready = True
         while True:
-            if self._wait(deadline):
+            if ready or self._wait(deadline):
                 try:
                     return self.sock.recv(4096)
                 except BlockingIOError:
-                    pass
+                    ready = False
 
     def quit(self) -> None:
         self.sock.shutdown(socket.SHUT_WR)
@@ -191,13 +194,17 @@ def serve(listener: socket.socket, members: Members | None, wake: socket.socket 
         accept_poll = select.poll()
         accept_poll.register(listener, select.POLLIN)
         accept_poll.register(wake, select.POLLIN)
+    ready = True
     while True:
-        if accept_poll is not None:
+        # Como ``ChatServer._accept_loop``: se espera con ``poll`` solo cuando la cola quedó vacía.
+        if accept_poll is not None and not ready:
             accept_poll.poll()
         try:
             sock, _ = listener.accept()
         except BlockingIOError:
+            ready = False
             continue
+        ready = True
         conn = Connection(sock) if wake is None else PortableConnection(sock, wake)
         threading.Thread(target=_serve, args=(conn, members), daemon=True).start()
 
