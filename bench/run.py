@@ -544,9 +544,9 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
         "`bench/floor_server.py --notices` (a thread per connection with blocking sockets, the same "
         "handshake, the connected/disconnected notices to the others and `:q`, nothing else): the "
         "ceiling of one thread per connection on this machine, in the first column. `floor+portable` "
-        "adds `--portable`: chatlib's I/O (non-blocking sockets, a `poll` with a deadline and the "
-        "wake-up socket before every `recv`, the close that waits for the client's EOF), the same "
-        "system calls per join as chatlib and nothing else.",
+        "adds `--portable`: chatlib's I/O (non-blocking sockets; `recv` and `accept` first and, only "
+        "when nothing is there, a `poll` with a deadline and the wake-up socket; the close that waits "
+        "for the client's EOF), the same kinds of system calls per join as chatlib and nothing else.",
         ["metric", *names],
         rows,
     )
