@@ -20,8 +20,10 @@ usa para funcionar igual en Windows, macOS y Linux y poder cerrarse a tiempo:
 sockets no bloqueantes, cada lectura intenta el ``recv`` y, si no hay nada,
 espera con un ``poll`` con plazo sobre el socket y un despertador (lo mismo
 para ``accept``), cada envío es un ``send`` simple y el cierre espera el EOF del
-cliente. Son las mismas llamadas al sistema por alta que las de ``chatlib``
-(verificado con ``strace -c``) sin nada más: el techo de altas para ese diseño.
+cliente. Son las mismas clases de llamadas al sistema por alta que las de
+``chatlib`` (verificado con ``strace -c`` y ``perf stat``; cuántos ``poll``
+depende de cuántas veces la respuesta no había llegado) sin nada más: el techo
+de altas para ese diseño.
 
 Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N] [--notices [--portable]]``.
 """
