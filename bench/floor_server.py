@@ -25,7 +25,14 @@ cliente. Son las mismas clases de llamadas al sistema por alta que las de
 depende de cuántas veces la respuesta no había llegado) sin nada más: el techo
 de altas para ese diseño.
 
-Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N] [--notices [--portable]]``.
+Con ``--spin N`` cada sesión ejecuta además N vueltas de un bucle de Python por
+alta, repartidas entre sus tres respuestas (identificador, saldo y ``:q``): un
+modelo del Python que las funciones de chatlib agregan a cada alta, con el GIL
+tomado. ``bench/joins_model.py`` mide con él cuántas altas por segundo cuesta
+cada microsegundo de Python.
+
+Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N]
+[--notices [--portable]] [--spin N]``.
 """
 
 from __future__ import annotations
@@ -153,19 +160,30 @@ class Members:
                 pass
 
 
-def _serve(conn: Connection, members: Members | None) -> None:
+def _work(iterations: int) -> int:
+    """Python puro durante ``iterations`` vueltas (``--spin``): ocupa el GIL y nada más."""
+    total = 0
+    for i in range(iterations):
+        total += i
+    return total
+
+
+def _serve(conn: Connection, members: Members | None, spin: int = 0) -> None:
     """Saludo mínimo y luego un hilo quieto, esperando al cliente."""
     name = ""
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    step = spin // 3
     try:
         conn.send(_GREETING)
         identifier = conn.read_line(deadline)
         if identifier is None:
             return
+        _work(step)
         conn.send(_ASK_BALANCE)
         balance = conn.read_line(deadline)
         if balance is None:
             return
+        _work(step)
         conn.send((proto.balance_set_line(int(balance or b"0")) + "\n").encode())
         if members is not None:
             name = identifier.decode(errors="replace")
@@ -173,6 +191,7 @@ def _serve(conn: Connection, members: Members | None) -> None:
         # ``:q`` recibe la despedida: así el mismo hilo mínimo sirve de techo para las altas por segundo.
         line = conn.read_line()
         if line == b":q":
+            _work(step)
             if members is not None:
                 members.leave(conn, name)
             conn.send(_GOODBYE)
@@ -188,7 +207,9 @@ def _serve(conn: Connection, members: Members | None) -> None:
         conn.sock.close()
 
 
-def serve(listener: socket.socket, members: Members | None, wake: socket.socket | None) -> None:
+def serve(
+    listener: socket.socket, members: Members | None, wake: socket.socket | None, spin: int = 0
+) -> None:
     """Acepta para siempre: un ``threading.Thread`` por conexión (``wake``: la E/S portable)."""
     accept_poll = None
     if wake is not None:
@@ -208,7 +229,7 @@ def serve(listener: socket.socket, members: Members | None, wake: socket.socket 
             continue
         ready = True
         conn = Connection(sock) if wake is None else PortableConnection(sock, wake)
-        threading.Thread(target=_serve, args=(conn, members), daemon=True).start()
+        threading.Thread(target=_serve, args=(conn, members, spin), daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clients", type=int, default=4096, help="listen backlog")
     parser.add_argument("--notices", action="store_true", help="tell the others who joined and who left")
     parser.add_argument("--portable", action="store_true", help="non-blocking sockets and poll, as chatlib")
+    parser.add_argument(
+        "--spin", type=int, default=0, metavar="N", help="N iterations of a Python loop per join (a model)"
+    )
     args = parser.parse_args(argv)
     members = Members() if args.notices else None
     listener = socket.create_server((args.host, args.port), backlog=min(args.max_clients, 4096))
@@ -228,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = listener.getsockname()[:2]
     print(f"Listening on {host}:{port}", flush=True)
     try:
-        serve(listener, members, wake)
+        serve(listener, members, wake, args.spin)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -88,8 +88,12 @@ class ServerProcess:
     cada conexión y un pipe que nadie lee lo bloquearía al llenarse.
     """
 
-    def __init__(self, kind: str, max_clients: int, start_timeout: float = 15.0) -> None:
+    def __init__(
+        self, kind: str, max_clients: int, start_timeout: float = 15.0, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
+        # Opciones que se agregan a la línea de ``SERVER_COMMANDS`` (``bench/joins_model.py``).
+        self.extra_args = extra_args
         self.max_clients = max_clients
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -110,7 +114,7 @@ class ServerProcess:
 
     def start(self) -> None:
         """Lanza el proceso y espera la línea ``Listening on host:port``."""
-        command = [*SERVER_COMMANDS[self.kind], "--max-clients", str(self.max_clients)]
+        command = [*SERVER_COMMANDS[self.kind], *self.extra_args, "--max-clients", str(self.max_clients)]
         out_path = Path(self._dir.name) / "stdout.txt"
         err_path = Path(self._dir.name) / "stderr.txt"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

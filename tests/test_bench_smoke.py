@@ -171,6 +171,39 @@ def test_join_bytecodes_counts_every_thread_of_the_server(kind: str, marker: str
     assert marker in {row.group(2) for row in rows if row}
 
 
+def test_the_joins_model_adds_python_to_the_ceiling() -> None:
+    """``bench/joins_model.py``: ``--spin`` agrega CPU de usuario al techo; todas las altas terminan."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "joins_model.py"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--joins",
+            "40",
+            "--rounds",
+            "1",
+            "--warm-up",
+            "10",
+            "--spins",
+            "0,300000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    rows = {}
+    for line in out.splitlines():
+        row = re.fullmatch(r"\| ([a-z+ \-\d]+) \| ([\d,]+) \| (\d+) \| (\d+) \|", line)
+        if row:
+            rows[row.group(1)] = int(row.group(3))
+    spun = "floor+portable --spin 300000"
+    assert set(rows) == {"threaded", "asyncio", "floor+portable --spin 0", spun}, out
+    # 300.000 vueltas son varios milisegundos de Python por alta: muy por encima de la resolución del reloj.
+    assert rows[spun] > rows["floor+portable --spin 0"] + 1000, out
+    assert "joins/s per µs of user CPU per join (2 points)" in out
+
+
 @pytest.mark.parametrize("scenario", ["latency", "fanout"])
 def test_plots_are_drawn_for_the_scenarios_that_ran(scenario: str, tmp_path: Path) -> None:
     """Antes: ``run.py --only latency`` fallaba al final, graficando un throughput sin datos en escala log."""

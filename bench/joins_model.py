@@ -1,0 +1,97 @@
+"""Cuántas altas por segundo cuesta cada microsegundo de Python por alta, con un hilo por conexión.
+
+La fila de altas compara chatlib con asyncio; ``floor+portable`` (el techo con
+la E/S de chatlib) no hace nada más que el saludo. Este modelo le agrega al
+techo Python puro por alta (``bench/floor_server.py --spin N``, con el GIL
+tomado, repartido entre las tres respuestas) y mide, en corridas alternadas,
+las altas por segundo y la CPU de usuario por alta de cada variante, junto con
+chatlib y asyncio. Una recta ajustada a los puntos del techo dice cuánto Python
+más que el techo cabe en una alta para igualar a asyncio, y cuánto le sobra a
+chatlib. La CPU de usuario se lee de ``/proc/<pid>/stat`` del servidor (solo Linux).
+
+Uso: ``python bench/joins_model.py [--joins 3000] [--rounds 5] [--spins 0,2000,4000,8000]
+[--warm-up 200]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import driver, servers  # noqa: E402
+
+
+def _user_system(pid: int) -> tuple[float, float]:
+    """CPU de usuario y de sistema del proceso, en segundos."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def measure(kind: str, extra: tuple[str, ...], joins: int, warm_up: int) -> tuple[float, float, float]:
+    """Una corrida: altas por segundo y µs de CPU de usuario y de sistema por alta."""
+    with servers.ServerProcess(kind, 4096, extra_args=extra) as server:
+        driver.joins(server.address, warm_up)
+        user0, sys0 = _user_system(server.pid)
+        result = driver.joins(server.address, joins)
+        user1, sys1 = _user_system(server.pid)
+        if result.failures:
+            raise RuntimeError(f"{kind} {' '.join(extra)}: {result.failures} joins failed")
+    return result.joins_per_second, (user1 - user0) / joins * 1e6, (sys1 - sys0) / joins * 1e6
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Recta de mínimos cuadrados ``y = a + b x``; retorna ``(a, b)``."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x in xs)
+    return mean_y - b * mean_x, b
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--joins", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warm-up", type=int, default=200, help="joins before measuring each run")
+    parser.add_argument("--spins", default="0,2000,4000,8000", help="floor+portable --spin values")
+    args = parser.parse_args(argv)
+    spins = [int(text) for text in args.spins.split(",")]
+    variants = [("threaded", ()), ("asyncio", ())]
+    variants += [("floor+portable", ("--spin", str(spin))) for spin in spins]
+    servers.raise_fd_limit()
+    runs: dict[int, list[tuple[float, float, float]]] = {i: [] for i in range(len(variants))}
+    for round_ in range(args.rounds):
+        order = list(range(len(variants)))
+        for i in order if round_ % 2 == 0 else order[::-1]:
+            runs[i].append(measure(*variants[i], args.joins, args.warm_up))
+    print(f"joins: {args.joins} per run, {args.rounds} alternating rounds, medians")
+    print("| server | joins/s | user µs/join | sys µs/join |")
+    print("|---|---:|---:|---:|")
+    medians = []
+    for i, (kind, extra) in enumerate(variants):
+        rate, user, system = (statistics.median(run[k] for run in runs[i]) for k in range(3))
+        medians.append((rate, user))
+        label = kind if not extra else f"{kind} --spin {extra[1]}"
+        print(f"| {label} | {rate:,.0f} | {user:.0f} | {system:.0f} |")
+    floor_points = [(user, rate) for rate, user in medians[2:]]
+    if len(floor_points) >= 2:
+        a, b = fit(floor_points)
+        threaded_rate, threaded_user = medians[0]
+        asyncio_rate = medians[1][0]
+        print(f"floor+portable: {b:.2f} joins/s per µs of user CPU per join ({len(floor_points)} points)")
+        if b < 0:
+            at_asyncio = (asyncio_rate - a) / b
+            print(f"user CPU per join at asyncio's rate: {at_asyncio:.0f} µs (chatlib: {threaded_user:.0f})")
+            at_threaded = a + b * threaded_user
+            print(f"the line at chatlib's user CPU: {at_threaded:,.0f}/s (chatlib: {threaded_rate:,.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
