@@ -5,9 +5,11 @@ la E/S de chatlib) no hace nada más que el saludo. Este modelo le agrega al
 techo Python puro por alta (``bench/floor_server.py --spin N``, con el GIL
 tomado, repartido entre las tres respuestas) y mide, en corridas alternadas,
 las altas por segundo y la CPU de usuario por alta de cada variante, junto con
-chatlib y asyncio. Una recta ajustada a los puntos del techo dice cuánto Python
-más que el techo cabe en una alta para igualar a asyncio, y cuánto le sobra a
-chatlib. La CPU de usuario se lee de ``/proc/<pid>/stat`` del servidor (solo Linux).
+chatlib y asyncio. El tiempo por alta (el inverso de las altas por segundo) del
+techo crece en línea recta con su CPU de usuario por alta: la recta ajustada
+dice cuánta CPU de usuario por alta permite igualar a asyncio, y cuántas altas
+haría el techo con la CPU de usuario de chatlib. La CPU de usuario se lee de
+``/proc/<pid>/stat`` del servidor (solo Linux).
 
 Uso: ``python bench/joins_model.py [--joins 3000] [--rounds 5] [--spins 0,2000,4000,8000]
 [--warm-up 200]``.
@@ -79,16 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         medians.append((rate, user))
         label = kind if not extra else f"{kind} --spin {extra[1]}"
         print(f"| {label} | {rate:,.0f} | {user:.0f} | {system:.0f} |")
-    floor_points = [(user, rate) for rate, user in medians[2:]]
+    # El tiempo por alta (1 / altas por segundo) crece en línea recta con el Python por alta.
+    floor_points = [(user, 1e6 / rate) for rate, user in medians[2:]]
     if len(floor_points) >= 2:
         a, b = fit(floor_points)
         threaded_rate, threaded_user = medians[0]
         asyncio_rate = medians[1][0]
-        print(f"floor+portable: {b:.2f} joins/s per µs of user CPU per join ({len(floor_points)} points)")
-        if b < 0:
-            at_asyncio = (asyncio_rate - a) / b
+        points = len(floor_points)
+        print(f"floor+portable: each µs of user CPU per join adds {b:.2f} µs per join ({points} points)")
+        if b > 0:
+            at_asyncio = (1e6 / asyncio_rate - a) / b
             print(f"user CPU per join at asyncio's rate: {at_asyncio:.0f} µs (chatlib: {threaded_user:.0f})")
-            at_threaded = a + b * threaded_user
+            at_threaded = 1e6 / (a + b * threaded_user)
             print(f"the line at chatlib's user CPU: {at_threaded:,.0f}/s (chatlib: {threaded_rate:,.0f})")
     return 0
 
