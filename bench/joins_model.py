@@ -9,7 +9,7 @@ chatlib y asyncio. El tiempo por alta (el inverso de las altas por segundo) del
 techo crece en línea recta con su CPU de usuario por alta: la recta ajustada
 dice cuánta CPU de usuario por alta permite igualar a asyncio, y cuántas altas
 haría el techo con la CPU de usuario de chatlib. La CPU de usuario se lee de
-``/proc/<pid>/stat`` del servidor (solo Linux).
+``/proc/<pid>/stat`` del servidor (``servers.sample``, solo Linux).
 
 Uso: ``python bench/joins_model.py [--joins 3000] [--rounds 5] [--spins 0,2000,4000,8000]
 [--warm-up 200]``.
@@ -18,7 +18,6 @@ Uso: ``python bench/joins_model.py [--joins 3000] [--rounds 5] [--spins 0,2000,4
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -28,32 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import driver, servers  # noqa: E402
 
 
-def _user_system(pid: int) -> tuple[float, float]:
-    """CPU de usuario y de sistema del proceso, en segundos."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
 def measure(kind: str, extra: tuple[str, ...], joins: int, warm_up: int) -> tuple[float, float, float]:
     """Una corrida: altas por segundo y µs de CPU de usuario y de sistema por alta."""
     with servers.ServerProcess(kind, 4096, extra_args=extra) as server:
         driver.joins(server.address, warm_up)
-        user0, sys0 = _user_system(server.pid)
+        before = server.sample()
         result = driver.joins(server.address, joins)
-        user1, sys1 = _user_system(server.pid)
+        after = server.sample()
         if result.failures:
             raise RuntimeError(f"{kind} {' '.join(extra)}: {result.failures} joins failed")
-    return result.joins_per_second, (user1 - user0) / joins * 1e6, (sys1 - sys0) / joins * 1e6
-
-
-def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Recta de mínimos cuadrados ``y = a + b x``; retorna ``(a, b)``."""
-    xs, ys = [x for x, _ in points], [y for _, y in points]
-    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    b = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x in xs)
-    return mean_y - b * mean_x, b
+    user = after.user_seconds - before.user_seconds
+    system = after.cpu_seconds - before.cpu_seconds - user
+    return result.joins_per_second, user / joins * 1e6, system / joins * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("threaded", ()), ("asyncio", ())]
     variants += [("floor+portable", ("--spin", str(spin))) for spin in spins]
     servers.raise_fd_limit()
-    runs: dict[int, list[tuple[float, float, float]]] = {i: [] for i in range(len(variants))}
+    runs: list[list[tuple[float, float, float]]] = [[] for _ in variants]
     for round_ in range(args.rounds):
         order = list(range(len(variants)))
         for i in order if round_ % 2 == 0 else order[::-1]:
@@ -82,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         label = kind if not extra else f"{kind} --spin {extra[1]}"
         print(f"| {label} | {rate:,.0f} | {user:.0f} | {system:.0f} |")
     # El tiempo por alta (1 / altas por segundo) crece en línea recta con el Python por alta.
-    floor_points = [(user, 1e6 / rate) for rate, user in medians[2:]]
-    if len(floor_points) >= 2:
-        a, b = fit(floor_points)
+    floor = medians[2:]
+    if len(floor) >= 2:
+        b, a = statistics.linear_regression([user for _, user in floor], [1e6 / rate for rate, _ in floor])
         threaded_rate, threaded_user = medians[0]
         asyncio_rate = medians[1][0]
-        points = len(floor_points)
+        points = len(floor)
         print(f"floor+portable: each µs of user CPU per join adds {b:.2f} µs per join ({points} points)")
         if b > 0:
             at_asyncio = (1e6 / asyncio_rate - a) / b

@@ -59,6 +59,8 @@ class ProcSample:
     fds: int
     rss_kib: int
     cpu_seconds: float
+    # La parte de ``cpu_seconds`` en modo usuario: el Python del servidor (``bench/joins_model.py``).
+    user_seconds: float
 
 
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
@@ -77,8 +79,8 @@ def sample(pid: int) -> ProcSample:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         # El nombre del proceso va entre paréntesis y puede tener espacios.
         fields = stat.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return ProcSample(threads, fds, rss, cpu)
+    user, system = int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
+    return ProcSample(threads, fds, rss, user + system, user)
 
 
 class ServerProcess:
