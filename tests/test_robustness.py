@@ -220,6 +220,17 @@ def test_a_waiting_handshake_gets_its_turn_when_one_from_its_address_ends(
     assert third.line() == proto.balance_set_line(3)
 
 
+def record_waits(monkeypatch: pytest.MonkeyPatch, events: list[tuple[str, str]]) -> None:
+    """Anota en ``events`` cada ``Waiter.wait`` como ``(hilo, "wait")``: quién esperó, y en qué orden."""
+    wait = server_module.Waiter.wait
+
+    def recording_wait(self: server_module.Waiter, timeout: float | None) -> bool:
+        events.append((threading.current_thread().name, "wait"))
+        return wait(self, timeout)
+
+    monkeypatch.setattr(server_module.Waiter, "wait", recording_wait)
+
+
 def test_an_answer_already_in_the_socket_is_read_without_waiting_for_it(
     make_server: Callable[..., ChatServer], wires: list[Wire], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,18 +241,13 @@ def test_an_answer_already_in_the_socket_is_read_without_waiting_for_it(
     se une al chat sin haber esperado ni una vez.
     """
     events: list[tuple[str, str]] = []
-    wait = server_module.Waiter.wait
     add_member = ChatServer.add_member
-
-    def recording_wait(self: server_module.Waiter, timeout: float | None) -> bool:
-        events.append((threading.current_thread().name, "wait"))
-        return wait(self, timeout)
 
     def recording_add_member(self: ChatServer, session: server_module.Session) -> bool:
         events.append((threading.current_thread().name, "join"))
         return add_member(self, session)
 
-    monkeypatch.setattr(server_module.Waiter, "wait", recording_wait)
+    record_waits(monkeypatch, events)
     monkeypatch.setattr(ChatServer, "add_member", recording_add_member)
     srv = make_server(max_handshakes_per_ip=1)
     first = Wire(srv.address)
@@ -442,25 +448,22 @@ def test_connections_already_queued_are_accepted_without_waiting_for_each(
     Mientras el hilo de aceptación está ocupado con la primera conexión llegan
     tres más; al quedar libre las acepta seguidas y solo entonces vuelve a esperar.
     """
-    events: list[str] = []
+    events: list[tuple[str, str]] = []
     busy = threading.Event()
     release = threading.Event()
-    wait = server_module.Waiter.wait
     start_session = ChatServer._start_session
 
-    def recording_wait(self: server_module.Waiter, timeout: float | None) -> bool:
-        if threading.current_thread().name == "chatlib-accept":
-            events.append("wait")
-        return wait(self, timeout)
-
     def held_start_session(self: ChatServer, sock: socket.socket, peer: tuple[str, int]) -> None:
-        events.append("accept")
+        events.append((threading.current_thread().name, "accept"))
         if not busy.is_set():
             busy.set()
             release.wait(10)
         start_session(self, sock, peer)
 
-    monkeypatch.setattr(server_module.Waiter, "wait", recording_wait)
+    def accept_loop() -> list[str]:
+        return [what for thread, what in events if thread == "chatlib-accept"]
+
+    record_waits(monkeypatch, events)
     monkeypatch.setattr(ChatServer, "_start_session", held_start_session)
     srv = make_server()
     wires.append(Wire(srv.address))
@@ -469,9 +472,10 @@ def test_connections_already_queued_are_accepted_without_waiting_for_each(
     release.set()
     for wire in wires:
         assert wire.line() == proto.WELCOME
-    wait_until(lambda: events[-1:] == ["wait"], what="the accept loop to wait again")
+    wait_until(lambda: accept_loop()[-1:] == ["wait"], what="the accept loop to wait again")
     # Antes de la primera conexión el bucle pudo esperar o no: se mira desde ella.
-    assert events[events.index("accept") :] == ["accept", "accept", "accept", "accept", "wait"]
+    seen = accept_loop()
+    assert seen[seen.index("accept") :] == ["accept", "accept", "accept", "accept", "wait"]
 
 
 def test_a_blocked_console_never_blocks_joins_leaves_or_stop() -> None:
