@@ -105,6 +105,9 @@ class JournalEntry(NamedTuple):
     timestamp: float = 0.0
 
 
+_new_tuple = tuple.__new__
+
+
 def verify_books(balances: dict[str, int], expected_total: int) -> None:
     """El invariante contable: ningún saldo negativo y la suma igual a lo esperado."""
     negatives = {k: v for k, v in balances.items() if v < 0}
@@ -150,7 +153,10 @@ class Ledger:
         self.operations += 1
         if op == "transfer":
             self.transfers += 1
-        self.journal.append(JournalEntry(self.operations, op, account, amount, counterparty, time.time()))
+        # ``tuple.__new__`` directo: ``JournalEntry(...)`` pasaría por el ``__new__`` en Python
+        # de la tupla con nombre, una vez por transferencia.
+        entry = (self.operations, op, account, amount, counterparty, time.time())
+        self.journal.append(_new_tuple(JournalEntry, entry))
 
     def open(self, account: str, balance: int) -> None:
         """Agrega la cuenta con su saldo inicial (dinero que entra)."""

@@ -196,11 +196,12 @@ class Outbox:
         if sent == len(data):
             lock.acquire()
             try:
-                # Mientras enviaba, otro hilo pudo encolar, cerrar, pausar, sellar o esperar el vaciado.
-                if not (self._pending or self.closed or self.paused or self.sealed or self._watchers):
+                # Mientras enviaba, otro hilo pudo encolar, cerrar, pausar o esperar el vaciado.
+                if not (self._pending or self.closed or self.paused or self._watchers):
                     self.sent += sent
                     self._sending = False
-                    self.idle = True
+                    # Sellado (la despedida salió entera): ya nada más sale, así que no queda libre.
+                    self.idle = not self.sealed
                     return True
             finally:
                 lock.release()

@@ -86,6 +86,13 @@ def _encode(lines: list[str] | tuple[str, ...]) -> bytes:
     return ("\n".join(lines) + "\n").encode(proto.ENCODING)
 
 
+# Las líneas fijas del saludo y la despedida, codificadas una sola vez.
+_WELCOME = _encode((proto.WELCOME,))
+_ASK_IDENTIFIER = _encode((proto.ASK_IDENTIFIER,))
+_ASK_BALANCE = _encode((proto.ASK_BALANCE,))
+_GOODBYE = _encode((proto.GOODBYE,))
+
+
 def _cut_when_overflowed(sock: socket.socket) -> Callable[[Outbox], None]:
     """Lo que hace el ``Outbox`` de un cliente que dejó de leer: cortarlo (su hilo despierta y lo despide).
 
@@ -245,7 +252,7 @@ class Session:
         # pueda referirse a ella (ver ChatServer.open_account).
         self.account: str | None = None
         self.balance_line = ""
-        self._greeting = ""
+        self._greeting = b""
         self.joined = False
         self.in_handshake = False
         self.has_turn = False
@@ -268,9 +275,9 @@ class Session:
         try:
             if self.server.wait_turn(self, block=False):
                 # Con cupo libre el saludo sale junto con la primera pregunta: un ``send``.
-                self._greeting = proto.WELCOME
+                self._greeting = _WELCOME
             else:
-                self.send_lines(proto.WELCOME)
+                self.outbox.push(_WELCOME)
                 self.server.wait_turn(self)
             if self.identify() and self.fund():
                 self.server.end_handshake(self)
@@ -300,18 +307,16 @@ class Session:
         """Entrega bytes ya codificados (camino rápido o cola acotada)."""
         self.outbox.push(data)
 
-    def ask(self, question: str) -> str | None:
-        """Hace una pregunta del saludo y retorna la respuesta; ``None`` si el cliente se fue.
+    def ask(self, question: bytes) -> str | None:
+        """Hace una pregunta del saludo (ya codificada) y retorna la respuesta; ``None`` si el cliente se fue.
 
         Los errores de encuadre (línea muy larga, UTF-8 inválido) se explican y
         se vuelve a preguntar. Todo el saludo vence en ``self.deadline``.
         """
         while True:
-            if self._greeting:
-                self.send_lines(self._greeting, question)
-                self._greeting = ""
-            else:
-                self.send_lines(question)
+            # Sin saludo pendiente, ``b"" + question`` es ``question`` mismo: no se copia.
+            self.outbox.push(self._greeting + question)
+            self._greeting = b""
             while not self._inbox:
                 if not self._receive(self.deadline):
                     return None
@@ -369,7 +374,7 @@ class Session:
     def identify(self) -> bool:
         """Pregunta el identificador hasta que sea válido y único."""
         while True:
-            line = self.ask(proto.ASK_IDENTIFIER)
+            line = self.ask(_ASK_IDENTIFIER)
             if line is None:
                 return False
             if not line.strip():
@@ -392,7 +397,7 @@ class Session:
     def fund(self) -> bool:
         """Pregunta el saldo inicial hasta recibir un entero válido y abre la cuenta de esta sesión."""
         while True:
-            line = self.ask(proto.ASK_BALANCE)
+            line = self.ask(_ASK_BALANCE)
             if line is None:
                 return False
             try:
@@ -668,7 +673,7 @@ class Session:
             if not self.server.stopping:
                 self.announce(line)
         if reason == "quit":
-            self.send_lines(proto.GOODBYE, last=True)
+            self.outbox.push(_GOODBYE, last=True)
         elif reason == "server stopping":
             # stop() también lo encola; el primero sella la cola y no hay duplicado.
             self.send_lines(SHUTDOWN_NOTICE, last=True)
@@ -784,8 +789,8 @@ class ChatServer:
         self.handshake_timeout = handshake_timeout
         self.queue_limit = queue_limit
         self.console_history = console_history
-        self.console_lines: list[str] = []
-        self._console_lock = threading.Lock()
+        # ``deque.append`` es atómico y la cota la pone ``maxlen``: la consola no necesita lock.
+        self._console_recent: deque[str] = deque(maxlen=console_history)
         self._writer = (
             None
             if console is None
@@ -827,13 +832,14 @@ class ChatServer:
         host, port = self._listener.getsockname()[:2]
         return host, port
 
+    @property
+    def console_lines(self) -> list[str]:
+        """Las últimas ``console_history`` líneas de la consola, de la más antigua a la más nueva."""
+        return list(self._console_recent)
+
     def console(self, line: str) -> None:
         """Escribe en la consola del servidor (sin esperarla) y guarda las últimas líneas."""
-        with self._console_lock:
-            self.console_lines.append(line)
-            excess = len(self.console_lines) - self.console_history
-            if excess > 0:
-                del self.console_lines[:excess]
+        self._console_recent.append(line)
         if self._writer is not None:
             self._writer.write(line)
 
