@@ -63,10 +63,12 @@ class Config:
 FULL = Config(
     ns=(10, 100, 1000),
     repeats=3,
-    flood_deliveries=10_000_000,
+    # Corridas de al menos un segundo: en una máquina rápida 10 M entregas a 100 receptores o
+    # 2000 altas duraban 0,3-0,7 s y la mediana de 5 quedaba a merced del ruido (bench/README.md).
+    flood_deliveries=40_000_000,
     latency_messages=120,
     rate_hz=20.0,
-    joins=2000,
+    joins=6000,
     join_concurrency=32,
     transfer_clients=100,
     transfers_per_client=500,
