@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 ENCODING: Final = "utf-8"
 MAX_LINE_BYTES: Final = 4096
@@ -253,6 +254,26 @@ def render_emojis(text: str) -> str:
     if ":" not in text:
         return text
     return " ".join(EMOJIS.get(word, word) for word in text.split(" "))
+
+
+def plain_chat_block(lines: Sequence[str | ProtocolError], prefix: str) -> str | None:
+    """Un lote entero de líneas de chat simples, ya difundidas, en un solo texto; ``None`` si no lo es.
+
+    Una línea es simple si no tiene ``":"`` (no es comando ni emoji) y es
+    imprimible (no hay nada que sanear): su difusión es ``prefix`` más la línea
+    sin espacios en los extremos, y la que queda vacía no se envía. Retorna esas
+    difusiones unidas por ``\\n`` (``""`` si todas quedaron vacías), o ``None``
+    si alguna línea no es simple o hay un error de encuadre: entonces el lote
+    va línea por línea. Todo se hace con funciones de C, sin un bucle de Python
+    por línea: es el caso de una ráfaga, con mil líneas por ``recv``.
+    """
+    if set(map(type, lines)) != {str}:
+        return None
+    texts = cast("Sequence[str]", lines)
+    if ":" in "".join(texts) or not all(map(str.isprintable, texts)):
+        return None
+    kept = list(filter(None, map(str.strip, texts)))
+    return prefix + ("\n" + prefix).join(kept) if kept else ""
 
 
 class Command(NamedTuple):

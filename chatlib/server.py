@@ -452,6 +452,13 @@ class Session:
             handled = 0
             budget = self._line_budget()
             try:
+                inbox = self._inbox
+                if len(inbox) <= budget and (block := proto.plain_chat_block(inbox, prefix)) is not None:
+                    # Una ráfaga de líneas simples: todas de una vez, sin pasar por el bucle de abajo.
+                    handled = len(inbox)
+                    inbox.clear()
+                    if block:
+                        batch.broadcast(block)
                 while self._inbox and not quitting and handled < budget:
                     item = self._inbox.popleft()
                     handled += 1

@@ -309,3 +309,27 @@ def test_line_buffer_gives_the_same_lines_however_the_bytes_are_split(
         start = max(start, cut)
     assert feed_all([data]) == one_by_one
     assert feed_all(chunks) == one_by_one
+
+
+def test_plain_chat_block_exact() -> None:
+    """Las líneas simples salen con el prefijo, recortadas y sin las vacías; lo demás va línea por línea."""
+    assert proto.plain_chat_block(["hola", "  a b  ", "   ", "x"], "ana: ") == "ana: hola\nana: a b\nana: x"
+    assert proto.plain_chat_block(["", "   "], "ana: ") == ""
+    assert proto.plain_chat_block(["hola", ":q"], "ana: ") is None
+    assert proto.plain_chat_block(["hola", "hora: 5"], "ana: ") is None
+    assert proto.plain_chat_block(["hola", "\x1b[31mrojo"], "ana: ") is None
+    assert proto.plain_chat_block(["hola", proto.ProtocolError("too long")], "ana: ") is None
+
+
+_CHAT_PIECES = st.sampled_from(["hola", " ", "é", ":", ":smile", "\t", "\x1b", "\u200b", "\u3000", "m 12"])
+
+
+@given(st.lists(st.lists(_CHAT_PIECES, max_size=5).map("".join), min_size=1, max_size=12))
+def test_plain_chat_block_agrees_with_relaying_line_by_line(lines: list[str]) -> None:
+    """Da lo mismo que ``Session.relay`` línea por línea, y solo acepta un lote de líneas todas simples."""
+    block = proto.plain_chat_block(lines, "ana: ")
+    plain = all(":" not in line and line.isprintable() for line in lines)
+    assert (block is not None) == plain
+    if block is not None:
+        relayed = [proto.render_emojis(proto.sanitize(line)).strip() for line in lines]
+        assert block == "\n".join(proto.chat_line("ana", text) for text in relayed if text)

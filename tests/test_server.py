@@ -403,3 +403,17 @@ def test_mistyped_commands_are_never_broadcast(server: ChatServer, connect: Conn
     b.expect("ana: fin")
     assert not [line for line in b.lines if "secreto" in line or "beto-5" in line or ":q!" in line]
     assert server.bank.accounts() == {"ana": 100, "beto": 100}
+
+
+def test_a_burst_of_plain_lines_is_relayed_exactly_as_line_by_line(
+    server: ChatServer, connect: Connect
+) -> None:
+    """Una ráfaga en un solo envío: las simples van de una vez, y con una que no lo es, línea por línea."""
+    a, b = connect("ana", 10), connect("beto", 10)
+    plain = [f"m {i} hola" for i in range(200)]
+    a.send_raw("".join(f"{line}\n" for line in [*plain[:100], "  padded  ", "   ", *plain[100:]]).encode())
+    a.send_raw(b"uno\nhola :smile\nfin: ya\n\x1b[31mrojo\n")
+    expected = [f"ana: {line}" for line in [*plain[:100], "padded", *plain[100:]]]
+    expected += ["ana: uno", "ana: hola :~)", "ana: fin: ya", "ana: [31mrojo"]
+    b.expect(expected[-1])
+    assert b.lines[-len(expected) :] == expected
