@@ -795,7 +795,6 @@ class ChatServer:
         self.bank_batches = type(self.bank) is Bank
         self.handshake_timeout = handshake_timeout
         self.queue_limit = queue_limit
-        self.console_history = console_history
         # ``deque.append`` es atómico y la cota la pone ``maxlen``: la consola no necesita lock.
         self._console_recent: deque[str] = deque(maxlen=console_history)
         self._writer = (
