@@ -25,6 +25,14 @@ cliente. Son las mismas clases de llamadas al sistema por alta que las de
 depende de cuántas veces la respuesta no había llegado) sin nada más: el techo
 de altas para ese diseño.
 
+Con ``--relay`` (junto con ``--notices``) además reenvía el chat: lee lo que
+haya llegado (hasta 64 KiB, como chatlib), antepone ``nombre: `` a cada línea
+completa con un solo ``join`` y envía ese bloque a cada uno de los demás, entero
+(con la E/S portable, esperando con ``poll`` si el socket de destino se llenó).
+Nada más: sin comandos, emojis, saneado, límites de ritmo ni colas por cliente.
+Es el techo de las filas de difusión (``fanout``) y de latencia: lo que puede un
+servidor de un hilo por conexión cuyo chat no hace nada más que reenviar.
+
 Con ``--spin N`` cada sesión ejecuta además N vueltas de un bucle de Python por
 alta, repartidas entre sus tres respuestas (identificador, saldo y ``:q``): un
 modelo del Python que las funciones de chatlib agregan a cada alta, con el GIL
@@ -32,7 +40,7 @@ tomado. ``bench/joins_model.py`` mide con él cuántas altas por segundo cuesta
 cada microsegundo de Python.
 
 Uso: ``python bench/floor_server.py --host 127.0.0.1 --port 0 [--max-clients N]
-[--notices [--portable]] [--spin N]``.
+[--notices [--portable] [--relay]] [--spin N]``.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from chatlib import protocol as proto  # noqa: E402
 _GREETING = (proto.WELCOME + "\n" + proto.ASK_IDENTIFIER + "\n").encode()
 _ASK_BALANCE = (proto.ASK_BALANCE + "\n").encode()
 _GOODBYE = (proto.GOODBYE + "\n").encode()
+RELAY_RECV_SIZE = 65536
 HANDSHAKE_TIMEOUT = 120.0
 CLOSE_LINGER = 2.0
 
@@ -61,17 +70,22 @@ CLOSE_LINGER = 2.0
 class Connection:
     """Un cliente con sockets bloqueantes: ``sendall`` y ``recv`` esperan lo que haga falta."""
 
-    __slots__ = ("sock", "_buffer")
+    __slots__ = ("sock", "_buffer", "recv_size")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = b""
+        self.recv_size = 4096
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def send_all(self, data: bytes) -> None:
+        """Todo ``data``, aunque el socket de destino esté lleno (la difusión de ``--relay``)."""
+        self.sock.sendall(data)
+
     def _receive(self, deadline: float) -> bytes:
-        return self.sock.recv(4096)
+        return self.sock.recv(self.recv_size)
 
     def read_line(self, deadline: float = math.inf) -> bytes | None:
         """Lee hasta un ``\\n``; ``None`` si el cliente cerró."""
@@ -82,6 +96,16 @@ class Connection:
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.rstrip(b"\r")
+
+    def read_lines(self) -> list[bytes] | None:
+        """Las líneas completas que ya llegaron (al menos una); ``None`` si el cliente cerró."""
+        while b"\n" not in self._buffer:
+            chunk = self._receive(math.inf)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return lines
 
     def quit(self) -> None:
         """Tras la despedida: FIN y se espera el cierre del cliente."""
@@ -106,6 +130,19 @@ class PortableConnection(Connection):
     def send(self, data: bytes) -> None:
         # En loopback una línea corta siempre cabe: un ``send`` simple, como el camino rápido.
         self.sock.send(data)
+
+    def send_all(self, data: bytes) -> None:
+        while True:
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+            writable = select.poll()
+            writable.register(self.sock, select.POLLOUT)
+            writable.poll()
 
     def _wait(self, deadline: float) -> bool:
         remaining = deadline - time.monotonic()
@@ -159,6 +196,34 @@ class Members:
             except OSError:
                 pass
 
+    def relay(self, conn: Connection, data: bytes) -> None:
+        """``--relay``: el bloque ya formateado, entero, a cada uno de los demás."""
+        with self._lock:
+            others = [other for other in self._members if other is not conn]
+        for other in others:
+            try:
+                other.send_all(data)
+            except OSError:
+                pass
+
+
+def _relay(conn: Connection, members: Members, identifier: bytes) -> bool:
+    """El chat de ``--relay`` hasta que el cliente se va; ``True`` si se despidió con ``:q``."""
+    prefix = identifier + b": "
+    glue = b"\n" + prefix
+    conn.recv_size = RELAY_RECV_SIZE
+    while True:
+        lines = conn.read_lines()
+        if lines is None:
+            return False
+        quitting = b":q" in lines
+        if quitting:
+            lines = lines[: lines.index(b":q")]
+        if lines:
+            members.relay(conn, prefix + glue.join(lines) + b"\n")
+        if quitting:
+            return True
+
 
 def _work(iterations: int) -> int:
     """Python puro durante ``iterations`` vueltas (``--spin``): ocupa el GIL y nada más."""
@@ -168,7 +233,7 @@ def _work(iterations: int) -> int:
     return total
 
 
-def _serve(conn: Connection, members: Members | None, spin: int = 0) -> None:
+def _serve(conn: Connection, members: Members | None, spin: int = 0, relay: bool = False) -> None:
     """Saludo mínimo y luego un hilo quieto, esperando al cliente."""
     name = ""
     deadline = time.monotonic() + HANDSHAKE_TIMEOUT
@@ -189,7 +254,10 @@ def _serve(conn: Connection, members: Members | None, spin: int = 0) -> None:
             name = identifier.decode(errors="replace")
             members.join(conn, name)
         # ``:q`` recibe la despedida: así el mismo hilo mínimo sirve de techo para las altas por segundo.
-        line = conn.read_line()
+        if relay and members is not None:
+            line = b":q" if _relay(conn, members, identifier) else None
+        else:
+            line = conn.read_line()
         if line == b":q":
             _work(step)
             if members is not None:
@@ -208,7 +276,11 @@ def _serve(conn: Connection, members: Members | None, spin: int = 0) -> None:
 
 
 def serve(
-    listener: socket.socket, members: Members | None, wake: socket.socket | None, spin: int = 0
+    listener: socket.socket,
+    members: Members | None,
+    wake: socket.socket | None,
+    spin: int = 0,
+    relay: bool = False,
 ) -> None:
     """Acepta para siempre: un ``threading.Thread`` por conexión (``wake``: la E/S portable)."""
     accept_poll = None
@@ -229,7 +301,7 @@ def serve(
             continue
         ready = True
         conn = Connection(sock) if wake is None else PortableConnection(sock, wake)
-        threading.Thread(target=_serve, args=(conn, members, spin), daemon=True).start()
+        threading.Thread(target=_serve, args=(conn, members, spin, relay), daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,10 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clients", type=int, default=4096, help="listen backlog")
     parser.add_argument("--notices", action="store_true", help="tell the others who joined and who left")
     parser.add_argument("--portable", action="store_true", help="non-blocking sockets and poll, as chatlib")
+    parser.add_argument("--relay", action="store_true", help="relay chat to the others (with --notices)")
     parser.add_argument(
         "--spin", type=int, default=0, metavar="N", help="N iterations of a Python loop per join (a model)"
     )
     args = parser.parse_args(argv)
+    if args.relay and not args.notices:
+        parser.error("--relay needs --notices (the members it relays to)")
     members = Members() if args.notices else None
     listener = socket.create_server((args.host, args.port), backlog=min(args.max_clients, 4096))
     # El despertador de ``stop()`` en chatlib: nadie escribe en él, pero cada espera lo vigila.
@@ -252,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = listener.getsockname()[:2]
     print(f"Listening on {host}:{port}", flush=True)
     try:
-        serve(listener, members, wake, args.spin)
+        serve(listener, members, wake, args.spin, args.relay)
     except KeyboardInterrupt:
         return 0
     finally:

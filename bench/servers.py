@@ -34,6 +34,8 @@ SERVER_COMMANDS: Final[dict[str, list[str]]] = {
     "floor+notices": [*_FLOOR, "--notices"],
     # El mismo techo con la E/S portable de chatlib (no bloqueante, ``poll`` con plazo antes de ``recv``).
     "floor+portable": [*_FLOOR, "--notices", "--portable"],
+    # El techo de la difusión y la latencia: el mismo piso, con avisos, que además reenvía el chat.
+    "floor+relay": [*_FLOOR, "--notices", "--relay"],
 }
 
 

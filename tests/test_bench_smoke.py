@@ -134,6 +134,36 @@ def test_the_joins_ceiling_tells_the_others_who_joined_and_who_left(kind: str) -
             beto.close()
 
 
+def test_the_relay_ceiling_relays_every_line_of_a_burst_and_the_goodbye() -> None:
+    """``floor_server.py --notices --relay``: el techo de difusión reenvía el chat, línea por línea exacta."""
+    with servers.ServerProcess("floor+relay", max_clients=8) as proc:
+        ana, beto = LineClient(proc.address), LineClient(proc.address)
+        try:
+            ana.join("ana", 5)
+            beto.join("beto", 7)
+            ana.expect(proto.connected_line("beto"))
+            beto.send("hola")
+            ana.expect("beto: hola")
+            # Muchas líneas en un solo envío: llegan en varios ``recv`` y se reenvían por bloques.
+            burst = [f"line {i} " + "x" * (i % 90) for i in range(3000)]
+            beto.sock.sendall(("\n".join(burst) + "\n:q\n").encode())
+            for line in burst:
+                ana.expect(f"beto: {line}")
+            beto.expect(proto.GOODBYE)
+            ana.expect(proto.disconnected_line("beto"))
+        finally:
+            ana.close()
+            beto.close()
+
+
+def test_the_relay_ceiling_runs_the_fanout_and_latency_scenarios() -> None:
+    with servers.ServerProcess("floor+relay", max_clients=16) as proc:
+        flood = driver.fanout_throughput(proc.address, 3, 200, timeout=10)
+        assert flood.delivery.ok, flood
+        paced = driver.fanout_latency(proc.address, 3, 5, rate_hz=50, timeout=5)
+        assert paced.delivery.ok and paced.samples == 15, paced
+
+
 def test_the_memory_floor_joins_and_says_goodbye() -> None:
     """``floor_server.py`` sin opciones: el saludo mínimo, un hilo quieto y la despedida a ``:q``."""
     with servers.ServerProcess("floor", max_clients=8) as proc:
