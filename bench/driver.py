@@ -901,10 +901,15 @@ def transfers(
     max_amount: int = 100,
     seed: int = 4,
     timeout: float = 120.0,
+    rounds: int = 1,
 ) -> TransferResult:
     """Cada cliente envía ``per_client`` ``:t`` a destinos al azar, todos a la vez.
 
-    Antes y después cada uno pide ``:funds``; la suma debe ser ``clients * balance``.
+    Con ``rounds`` > 1 eso se repite, y cada ronda empieza cuando llegaron todas
+    las respuestas de la anterior: la misma ráfaga varias veces, para que la
+    corrida dure lo bastante; el tiempo es la suma de las rondas. Antes de la
+    primera y después de la última cada uno pide ``:funds``; la suma debe ser
+    ``clients * balance``.
     """
     loop = Loop()
     rng = random.Random(seed)
@@ -945,20 +950,23 @@ def transfers(
             return sum(s["funds"] for s in state.values() if s["funds"] >= 0)
 
         before = ask_funds()
-        scripts = []
-        for index, member in enumerate(members):
-            lines = []
-            for _ in range(per_client):
-                target = rng.randrange(clients - 1)
-                target += target >= index  # nunca a uno mismo
-                lines.append(f":t - {members[target].name} - {rng.randint(1, max_amount)}\n")
-            scripts.append((member, "".join(lines).encode()))
-        expected_replies = clients * per_client
-        start = time.perf_counter()
-        for member, script in scripts:
-            member.send(script)
-        loop.run(lambda: totals["ok"] + totals["insufficient"] >= expected_replies, timeout)
-        seconds = time.perf_counter() - start
+        seconds = 0.0
+        for round_ in range(rounds):
+            scripts = []
+            for index, member in enumerate(members):
+                lines = []
+                for _ in range(per_client):
+                    target = rng.randrange(clients - 1)
+                    target += target >= index  # nunca a uno mismo
+                    lines.append(f":t - {members[target].name} - {rng.randint(1, max_amount)}\n")
+                scripts.append((member, "".join(lines).encode()))
+            goal = (round_ + 1) * clients * per_client
+            start = time.perf_counter()
+            for member, script in scripts:
+                member.send(script)
+            loop.run(lambda goal=goal: totals["ok"] + totals["insufficient"] >= goal, timeout)
+            seconds += time.perf_counter() - start
+        expected_replies = clients * per_client * rounds
         loop.settle(0.2, 10.0)  # avisos "transferred you" que aún viajan
         after = ask_funds()
         answered = totals["ok"] + totals["insufficient"]

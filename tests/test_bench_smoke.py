@@ -110,6 +110,14 @@ def test_transfers_conserve_money(server: servers.ServerProcess) -> None:
     assert result.succeeded + result.insufficient == 80
 
 
+def test_transfers_in_rounds_answer_every_round_and_conserve_money(server: servers.ServerProcess) -> None:
+    """``rounds=3``: la misma ráfaga tres veces, cada una tras todas las respuestas de la anterior."""
+    result = driver.transfers(server.address, 4, 20, timeout=10, rounds=3)
+    assert result.ok, result
+    assert (result.transfers, result.succeeded + result.insufficient) == (240, 240)
+    assert result.funds_before == result.funds_after == 4 * 1000
+
+
 def test_stalled_reader_scenario_runs(server: servers.ServerProcess) -> None:
     result = driver.stalled_reader(
         server.address, 5, stalled=True, burst_bytes=100_000, messages=4, rate_hz=50
