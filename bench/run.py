@@ -308,9 +308,14 @@ def run_joins(rec: Recorder, cfg: Config, kinds: list[str]) -> None:
         measure(rec, "joins", str(cfg.joins), kind, rep, cfg.join_concurrency * 4 + 16, body)
 
 
+def transfers_per_run(cfg: Config) -> int:
+    """Las ``:t`` de una corrida de transferencias (el parámetro de esas filas en ``results.csv``)."""
+    return cfg.transfer_clients * cfg.transfers_per_client * cfg.transfer_rounds
+
+
 def _transfer_scenario(rec: Recorder, cfg: Config, kinds: list[str], scenario: str, balance: int) -> None:
     """Todos envían sus ``:t`` a la vez, ``transfer_rounds`` veces; ``balance`` decide cuántas se aplican."""
-    total = cfg.transfer_clients * cfg.transfers_per_client
+    total = transfers_per_run(cfg)
 
     def body(server: servers.ServerProcess) -> dict[str, Any]:
         res = driver.transfers(
@@ -630,7 +635,7 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
         rows,
     )
 
-    p = str(cfg.transfer_clients * cfg.transfers_per_client)
+    p = str(transfers_per_run(cfg))
     rows = [["transfers/s", *cols("transfers", p, "transfers_per_s")]]
     for metric in (
         "succeeded",
@@ -664,7 +669,7 @@ def summary_tables(rec: Recorder, cfg: Config, kinds: list[str]) -> list[str]:
         rows,
     )
 
-    p = str(cfg.transfer_clients * cfg.transfers_per_client)
+    p = str(transfers_per_run(cfg))
     if any(r["scenario"] == "transfers_ok" for r in rec.rows):
         rows = [["transfers/s", *cols("transfers_ok", p, "transfers_per_s")]]
         for metric in ("succeeded", "insufficient", "funds_before", "funds_after", "replies_missing"):
@@ -837,7 +842,7 @@ def issue12_targets(rec: Recorder, cfg: Config) -> list[tuple[str, bool | None, 
     for n in cfg.ns:
         versus(f"fan-out at {n} receivers >= asyncio", "fanout", str(n), "deliveries_per_s", FLOOR_RELAY)
     versus("joins/s >= asyncio", "joins", str(cfg.joins), "joins_per_s", ceiling=FLOOR_PORTABLE)
-    total = str(cfg.transfer_clients * cfg.transfers_per_client)
+    total = str(transfers_per_run(cfg))
     versus("transfers/s (most rejected) >= asyncio", "transfers", total, "transfers_per_s")
     versus("transfers/s (most succeed) >= asyncio", "transfers_ok", total, "transfers_per_s")
     big = str(max(cfg.ns))
