@@ -43,6 +43,9 @@ FLOOR = "floor"
 CEILINGS = ("floor+notices", "floor+portable")
 """En ``joins``, dos techos de un hilo por conexión: con sockets bloqueantes y con la E/S de chatlib."""
 
+RELAY = "floor+relay"
+"""En ``fanout`` y ``latency``, el techo de un hilo por conexión que solo reenvía el chat."""
+
 STALL_VARIANTS = {
     "none": "todos leen",
     "held": "uno no lee, bajo el límite",
@@ -168,6 +171,32 @@ def joins_ceilings(
         if len(medians) == len(SERVERS) + len(CEILINGS):
             out.append((param, medians))
     return out
+
+
+def relay_ceiling(
+    samples: dict[tuple[str, str, str, str], list[float]],
+) -> tuple[str, dict[tuple[str, str], float]] | None:
+    """El techo ``floor+relay`` con el mayor N que lo midió en difusión y en latencia.
+
+    Devuelve ``(N, medianas)``, con ``medianas[(servidor, métrica)]`` para
+    ``deliveries_per_s`` y ``p99_ms`` de los dos servidores y del techo;
+    ``None`` si la corrida no lo midió (las publicadas antes de ``--relay``).
+    """
+    params = {
+        p
+        for (s, p, server, m) in samples
+        if s == "fanout" and server == RELAY and ("latency", p, RELAY, "p99_ms") in samples
+    }
+    for param in sorted(params, key=_param_key, reverse=True):
+        medians = {
+            (server, metric): statistics.median(values)
+            for server in (*SERVERS, RELAY)
+            for scenario, metric in (("fanout", "deliveries_per_s"), ("latency", "p99_ms"))
+            if (values := samples.get((scenario, param, server, metric)))
+        }
+        if len(medians) == 2 * (len(SERVERS) + 1):
+            return param, medians
+    return None
 
 
 def table_rows(all_rows: list[Row]) -> list[list[str]]:

@@ -393,6 +393,26 @@ def test_bench_section_takes_new_scenarios_without_breaking() -> None:
     assert all(len(row) == 6 for row in cells)
     assert {row[1] for row in cells} == {"50\u202f000 :t", "N = 1000", "100 clientes", "2000 clientes"}
     assert bench_report.memory_floor(samples) == [("1000", 30.5, 20.5)]
+    assert bench_report.relay_ceiling(samples) is None
+    for n, scale in (("100", 1.0), ("1000", 2.0)):
+        for server, flood, p99 in (
+            ("threaded", [10.0, 12.0], [5.0]),
+            ("asyncio", [11.0], [4.0, 6.0]),
+            ("floor+relay", [13.0], [4.5]),
+        ):
+            samples[("fanout", n, server, "deliveries_per_s")] = [v * scale for v in flood]
+            samples[("latency", n, server, "p99_ms")] = [v * scale for v in p99]
+    assert bench_report.relay_ceiling(samples) == (
+        "1000",
+        {
+            ("threaded", "deliveries_per_s"): 22.0,
+            ("threaded", "p99_ms"): 10.0,
+            ("asyncio", "deliveries_per_s"): 22.0,
+            ("asyncio", "p99_ms"): 10.0,
+            ("floor+relay", "deliveries_per_s"): 26.0,
+            ("floor+relay", "p99_ms"): 9.0,
+        },
+    )
 
 
 def test_bench_verdicts_follow_the_noise_bands() -> None:
