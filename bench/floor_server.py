@@ -186,11 +186,14 @@ class Members:
             self._members.remove(conn)
         self._tell_others(conn, proto.disconnected_line(name))
 
+    def _others(self, conn: Connection) -> list[Connection]:
+        """Una copia de los demás miembros: se les envía sin el lock tomado."""
+        with self._lock:
+            return [other for other in self._members if other is not conn]
+
     def _tell_others(self, conn: Connection, line: str) -> None:
         data = (line + "\n").encode()
-        with self._lock:
-            others = [other for other in self._members if other is not conn]
-        for other in others:
+        for other in self._others(conn):
             try:
                 other.send(data)
             except OSError:
@@ -198,9 +201,7 @@ class Members:
 
     def relay(self, conn: Connection, data: bytes) -> None:
         """``--relay``: el bloque ya formateado, entero, a cada uno de los demás."""
-        with self._lock:
-            others = [other for other in self._members if other is not conn]
-        for other in others:
+        for other in self._others(conn):
             try:
                 other.send_all(data)
             except OSError:
